@@ -1,0 +1,50 @@
+# The three commands a newcomer runs: make install, make test, make run.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMPS := .make-stamps
+
+.PHONY: install venv proto binaries test lint unit e2e run bench clean
+
+install: venv proto binaries
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMPS)/venv
+
+proto: venv
+	PY=$(PY) hack/gen-proto.sh
+
+# Test infrastructure built from Go modules into ~/.cache/nfd (never the repo).
+binaries:
+	@for s in hack/control-plane.sh hack/upstream-nfd.sh hack/helm.sh; do \
+	  if [ -x $$s ]; then echo "== $$s build"; $$s build || exit 1; fi; \
+	done
+
+lint: install
+	$(VENV)/bin/ruff check nfd tests bench
+	$(VENV)/bin/ruff format --check nfd tests bench
+	$(VENV)/bin/mypy nfd
+
+unit: install
+	$(PY) -m pytest -q tests -m "not e2e"
+
+e2e: install
+	$(PY) -m pytest -q tests -m e2e
+
+test: install lint
+	$(PY) -m pytest -q tests
+
+run: install
+	$(VENV)/bin/nfd-worker --oneshot --no-publish
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(STAMPS) nfd/_proto

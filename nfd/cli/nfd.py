@@ -1,0 +1,52 @@
+"""``nfd``: the user's command (export, dryrun, validate)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from nfd import __version__
+from nfd.cli.common import setup_logging
+from nfd.worker.config import ConfigError
+
+# Subcommand modules; each has add_parser(subparsers). Modules that are not
+# written yet are skipped so the command keeps working while they land.
+SUBCOMMAND_MODULES = ("nfd.cli.export", "nfd.cli.rules")
+
+log = logging.getLogger("nfd")
+
+
+def build_parser(prog: str = "nfd") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Node Feature Discovery tools")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "nfd") -> int:
+    args = build_parser(prog).parse_args(argv)
+    setup_logging(getattr(args, "verbose", 0))
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+
+
+def kubectl_main() -> None:
+    """``kubectl nfd ...``: the same subcommands under kubectl's plugin naming."""
+    sys.exit(main(prog="kubectl nfd"))
+
+
+def console_main() -> None:
+    sys.exit(main())

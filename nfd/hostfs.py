@@ -1,0 +1,91 @@
+"""One way in to the host: every file a source reads goes through a HostFS.
+
+Upstream builds its host directories by plain string concatenation of a
+prefix and the directory name (``/host-`` + ``sys`` = ``/host-sys``); we keep
+that rule so the same DaemonSet mounts work. Unlike upstream, the files that
+upstream reads without a prefix (``proc/modules``, ``proc/config.gz``,
+``proc/sys/kernel/osrelease``) also go through the prefix, so a captured tree
+is a complete picture of a host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Sysfs attributes are tiny; this cap keeps a hostile or odd file (a symlink
+# to /dev/zero, a huge blob) from costing memory or time.
+DEFAULT_READ_LIMIT = 1 << 20
+
+
+def normalize_prefix(prefix: str) -> str:
+    """Return a prefix that concatenates with ``sys``, ``proc`` and so on.
+
+    ``/`` and ``/host-`` are used as they are; an existing directory given
+    without a trailing slash (a fixture tree in a test) gets one.
+    """
+    if not prefix:
+        return "/"
+    if prefix.endswith(("/", "-")):
+        return prefix
+    if os.path.isdir(prefix):
+        return prefix + "/"
+    return prefix
+
+
+class HostFS:
+    """Read-only access to the host's /sys, /proc, /etc, /boot, /usr, /lib."""
+
+    def __init__(self, prefix: str = "/") -> None:
+        self.prefix = normalize_prefix(prefix)
+
+    def __repr__(self) -> str:
+        return f"HostFS({self.prefix!r})"
+
+    def path(self, rel: str) -> Path:
+        """Map a host-relative path such as ``sys/bus/pci`` to a real path."""
+        return Path(self.prefix + rel.lstrip("/"))
+
+    def read_bytes(self, rel: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
+        """Return at most ``limit`` bytes of a file, or None if it can't be read."""
+        try:
+            with open(self.path(rel), "rb") as f:
+                return f.read(limit)
+        except OSError as err:
+            log.debug("cannot read %s: %s", self.path(rel), err)
+            return None
+
+    def read_text(self, rel: str, limit: int = DEFAULT_READ_LIMIT) -> str | None:
+        """Return a file's text (undecodable bytes replaced), or None."""
+        data = self.read_bytes(rel, limit)
+        if data is None:
+            return None
+        return data.decode("utf-8", errors="replace")
+
+    def read_attr(self, rel: str) -> str | None:
+        """Return a sysfs-style attribute with surrounding whitespace removed."""
+        text = self.read_text(rel, limit=64 * 1024)
+        return None if text is None else text.strip()
+
+    def exists(self, rel: str) -> bool:
+        return os.path.lexists(self.path(rel))
+
+    def is_dir(self, rel: str) -> bool:
+        return self.path(rel).is_dir()
+
+    def listdir(self, rel: str) -> list[str]:
+        """Sorted entry names of a directory; empty when it is missing."""
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except OSError as err:
+            log.debug("cannot list %s: %s", self.path(rel), err)
+            return []
+
+    def readlink(self, rel: str) -> str | None:
+        try:
+            return os.readlink(self.path(rel))
+        except OSError:
+            return None

@@ -1,0 +1,33 @@
+"""Regular expressions with RE2 semantics, as upstream's Go ``regexp``.
+
+RE2 matches in linear time, so a pattern from a rule or a config file cannot
+hang the worker or the master the way a backtracking ``re`` pattern can.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import re2
+
+
+class RegexError(ValueError):
+    """A pattern that RE2 does not accept."""
+
+
+@lru_cache(maxsize=4096)
+def compile_re2(pattern: str) -> Any:
+    """Compile ``pattern`` with RE2; raise RegexError with RE2's reason."""
+    options = re2.Options()
+    # Go's regexp works on UTF-8 text and never falls back to backtracking.
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as err:
+        raise RegexError(f"invalid regular expression {pattern!r}: {err}") from None
+
+
+def search(pattern: str, text: str) -> bool:
+    """Unanchored match, as Go's ``MatchString``."""
+    return compile_re2(pattern).search(text) is not None

@@ -1,0 +1,192 @@
+"""nfd-worker.conf: upstream's ``core`` and ``sources.<name>`` sections.
+
+A config is loaded whole or not at all: a broken file raises ConfigError
+naming the file and line, so the worker never runs with half a config.
+Unknown keys are kept out and reported as warnings, as upstream ignores them.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from nfd.regex import RegexError, compile_re2
+from nfd.sources import SOURCE_NAMES, get_source
+
+DEFAULT_CONFIG_PATH = "/etc/kubernetes/node-feature-discovery/nfd-worker.conf"
+
+_CORE_KEYS = {
+    "sleepInterval",
+    "featureSources",
+    "labelSources",
+    "sources",
+    "labelWhiteList",
+    "noPublish",
+    "noPublishFeatures",
+    "ownerRefs",
+    "noOwnerRefs",
+    "klog",
+}
+
+
+class ConfigError(ValueError):
+    """A config file or option that cannot be used; the message says where."""
+
+
+@dataclass
+class CoreConfig:
+    sleep_interval: float = 60.0
+    feature_sources: list[str] = field(default_factory=lambda: ["all"])
+    label_sources: list[str] = field(default_factory=lambda: ["all"])
+    label_whitelist: str = ""
+    no_publish: bool = False
+
+
+@dataclass
+class WorkerConfig:
+    core: CoreConfig = field(default_factory=CoreConfig)
+    # Per-source config: each source's defaults with the user's values on top.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def source_config(self, name: str) -> dict[str, Any]:
+        if name not in self.sources:
+            self.sources[name] = get_source(name).default_config()
+        return self.sources[name]
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value: Any) -> float:
+    """Parse a Go duration (``60s``, ``1m30s``) or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text.lstrip("+-")
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {value!r} (expected e.g. 60s, 1m30s)")
+    return sign * total
+
+
+def merge_config(defaults: Any, user: Any, where: str, warnings: list[str]) -> Any:
+    """Overlay ``user`` on ``defaults``; keys unknown to the defaults warn."""
+    if not isinstance(defaults, dict) or not defaults:
+        return copy.deepcopy(user)
+    if not isinstance(user, Mapping):
+        warnings.append(f"{where}: expected a mapping, ignored")
+        return copy.deepcopy(defaults)
+    out = copy.deepcopy(defaults)
+    for key, value in user.items():
+        if key not in defaults:
+            warnings.append(f"{where}.{key}: unknown option, ignored")
+            continue
+        out[key] = merge_config(defaults[key], value, f"{where}.{key}", warnings)
+    return out
+
+
+def _string_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{where}: expected a list of source names")
+
+
+def build_config(data: Any, origin: str = "config") -> WorkerConfig:
+    """Build a WorkerConfig from parsed YAML; raise ConfigError on bad values."""
+    config = WorkerConfig()
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    for key in data:
+        if key not in ("core", "sources"):
+            config.warnings.append(f"{origin}: unknown top-level key {key!r}, ignored")
+    core = data.get("core") or {}
+    if not isinstance(core, Mapping):
+        raise ConfigError(f"{origin}: core: expected a mapping")
+    for key in core:
+        if key not in _CORE_KEYS:
+            config.warnings.append(f"{origin}: core.{key}: unknown option, ignored")
+    if "sleepInterval" in core:
+        try:
+            interval = parse_duration(core["sleepInterval"])
+        except ValueError as err:
+            raise ConfigError(f"{origin}: core.sleepInterval: {err}") from None
+        # Upstream raises intervals below a second to one second.
+        config.core.sleep_interval = 1.0 if 0 < interval < 1 else interval
+    if "featureSources" in core:
+        config.core.feature_sources = _string_list(core["featureSources"], f"{origin}: core.featureSources")
+    if "labelSources" in core:
+        config.core.label_sources = _string_list(core["labelSources"], f"{origin}: core.labelSources")
+    if core.get("sources") is not None:
+        # Deprecated alias that, as upstream, wins over labelSources.
+        config.core.label_sources = _string_list(core["sources"], f"{origin}: core.sources")
+    if core.get("labelWhiteList") is not None:
+        config.core.label_whitelist = str(core["labelWhiteList"])
+        try:
+            compile_re2(config.core.label_whitelist)
+        except RegexError as err:
+            raise ConfigError(f"{origin}: core.labelWhiteList: {err}") from None
+    if "noPublish" in core:
+        if not isinstance(core["noPublish"], bool):
+            raise ConfigError(f"{origin}: core.noPublish: expected true or false")
+        config.core.no_publish = core["noPublish"]
+
+    sources = data.get("sources") or {}
+    if not isinstance(sources, Mapping):
+        raise ConfigError(f"{origin}: sources: expected a mapping")
+    for name in SOURCE_NAMES:
+        defaults = get_source(name).default_config()
+        config.sources[name] = merge_config(
+            defaults, sources.get(name) or {}, f"sources.{name}", config.warnings
+        )
+    for name in sources:
+        if name not in SOURCE_NAMES:
+            config.warnings.append(f"{origin}: sources.{name}: unknown source, ignored")
+    return config
+
+
+def load_config(path: str, must_exist: bool = False) -> WorkerConfig:
+    """Load nfd-worker.conf; a missing file gives the defaults unless ``must_exist``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(f"{path}: no such file") from None
+        return build_config({}, path)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text: {err}") from None
+    return parse_config_text(text, path)
+
+
+def parse_config_text(text: str, origin: str) -> WorkerConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    return build_config(data, origin)
