@@ -250,13 +250,17 @@ class ControlPlane:
                 "--v=2",
             ],
         )
-        marker = "Starting controller"
+
+        # KCM has no serving port here, so readiness is read from its log: each controller
+        # logs "Controller starting..." and then its informers log "Caches are synced".
+        def started() -> bool:
+            log = self._log_text("kube-controller-manager")
+            started_at = log.find("Controller starting...")
+            return started_at >= 0 and "Caches are synced" in log[started_at:]
+
         try:
             wait_until(
-                lambda: (
-                    self._check_alive("kube-controller-manager")
-                    and marker.lower() in self._log_text("kube-controller-manager").lower()
-                ),
+                lambda: self._check_alive("kube-controller-manager") and started(),
                 timeout,
                 "kube-controller-manager to start its controllers",
             )
