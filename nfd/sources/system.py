@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from nfd.features import Features
+from nfd.hostfs import HostFS
 from nfd.sources import Source, SourceContext
 
 OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
@@ -58,13 +59,27 @@ def parse_os_release(text: str) -> dict[str, str]:
     return release
 
 
+def read_host_file(host: HostFS, rel: str) -> str | None:
+    """Read ``rel``, resolving an absolute symlink inside the host prefix.
+
+    ``/host-etc/os-release -> /usr/lib/os-release`` names the host's file; the
+    kernel would resolve it against the worker's own root and read the wrong one.
+    """
+    for _ in range(8):  # a bound, in case of a link loop
+        target = host.readlink(rel)
+        if target is None or not target.startswith("/"):
+            break
+        rel = target.lstrip("/")
+    return host.read_text(rel)
+
+
 class SystemSource(Source):
     name = "system"
 
     def discover(self, ctx: SourceContext) -> Features:
         features = Features()
         for rel in OS_RELEASE_PATHS:
-            text = ctx.host.read_text(rel)
+            text = read_host_file(ctx.host, rel)
             if text is not None:
                 features.add_attributes("system.osrelease", parse_os_release(text))
                 break
