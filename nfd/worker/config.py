@@ -86,19 +86,41 @@ def parse_duration(value: Any) -> float:
     return sign * total
 
 
-def merge_config(defaults: Any, user: Any, where: str, warnings: list[str]) -> Any:
+class _Where:
+    """Says where a config key is: ``file:line: core.sleepInterval``.
+
+    ``lines`` maps dotted key paths to the line they are on in the file
+    ("" is the document itself); keys it does not know get the file alone.
+    """
+
+    def __init__(self, origin: str, lines: Mapping[str, int] | None = None) -> None:
+        self.origin = origin
+        self.lines = lines or {}
+
+    def __call__(self, key: str = "") -> str:
+        line = self.lines.get(key)
+        place = f"{self.origin}:{line}" if line else self.origin
+        if not place or not key:
+            return place or key
+        return f"{place}: {key}"
+
+
+def merge_config(
+    defaults: Any, user: Any, where: str, warnings: list[str], at: _Where | None = None
+) -> Any:
     """Overlay ``user`` on ``defaults``; keys unknown to the defaults warn."""
+    at = at or _Where("")
     if not isinstance(defaults, dict) or not defaults:
         return copy.deepcopy(user)
     if not isinstance(user, Mapping):
-        warnings.append(f"{where}: expected a mapping, ignored")
+        warnings.append(f"{at(where)}: expected a mapping, ignored")
         return copy.deepcopy(defaults)
     out = copy.deepcopy(defaults)
     for key, value in user.items():
         if key not in defaults:
-            warnings.append(f"{where}.{key}: unknown option, ignored")
+            warnings.append(f"{at(f'{where}.{key}')}: unknown option, ignored")
             continue
-        out[key] = merge_config(defaults[key], value, f"{where}.{key}", warnings)
+        out[key] = merge_config(defaults[key], value, f"{where}.{key}", warnings, at)
     return out
 
 
@@ -110,58 +132,66 @@ def _string_list(value: Any, where: str) -> list[str]:
     raise ConfigError(f"{where}: expected a list of source names")
 
 
-def build_config(data: Any, origin: str = "config") -> WorkerConfig:
-    """Build a WorkerConfig from parsed YAML; raise ConfigError on bad values."""
+def build_config(
+    data: Any, origin: str = "config", lines: Mapping[str, int] | None = None
+) -> WorkerConfig:
+    """Build a WorkerConfig from parsed YAML; raise ConfigError on bad values.
+
+    ``lines`` (key path -> line, from ``key_lines``) puts line numbers in messages.
+    """
+    at = _Where(origin, lines)
     config = WorkerConfig()
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin}: expected a mapping at the top level")
+        raise ConfigError(f"{at()}: expected a mapping at the top level")
     for key in data:
         if key not in ("core", "sources"):
-            config.warnings.append(f"{origin}: unknown top-level key {key!r}, ignored")
+            config.warnings.append(f"{at(str(key))}: unknown top-level key, ignored")
     core = data.get("core") or {}
     if not isinstance(core, Mapping):
-        raise ConfigError(f"{origin}: core: expected a mapping")
+        raise ConfigError(f"{at('core')}: expected a mapping")
     for key in core:
         if key not in _CORE_KEYS:
-            config.warnings.append(f"{origin}: core.{key}: unknown option, ignored")
+            config.warnings.append(f"{at(f'core.{key}')}: unknown option, ignored")
     if "sleepInterval" in core:
         try:
             interval = parse_duration(core["sleepInterval"])
         except ValueError as err:
-            raise ConfigError(f"{origin}: core.sleepInterval: {err}") from None
+            raise ConfigError(f"{at('core.sleepInterval')}: {err}") from None
         # Upstream raises intervals below a second to one second.
         config.core.sleep_interval = 1.0 if 0 < interval < 1 else interval
     if "featureSources" in core:
-        config.core.feature_sources = _string_list(core["featureSources"], f"{origin}: core.featureSources")
+        config.core.feature_sources = _string_list(
+            core["featureSources"], at("core.featureSources")
+        )
     if "labelSources" in core:
-        config.core.label_sources = _string_list(core["labelSources"], f"{origin}: core.labelSources")
+        config.core.label_sources = _string_list(core["labelSources"], at("core.labelSources"))
     if core.get("sources") is not None:
         # Deprecated alias that, as upstream, wins over labelSources.
-        config.core.label_sources = _string_list(core["sources"], f"{origin}: core.sources")
+        config.core.label_sources = _string_list(core["sources"], at("core.sources"))
     if core.get("labelWhiteList") is not None:
         config.core.label_whitelist = str(core["labelWhiteList"])
         try:
             compile_re2(config.core.label_whitelist)
         except RegexError as err:
-            raise ConfigError(f"{origin}: core.labelWhiteList: {err}") from None
+            raise ConfigError(f"{at('core.labelWhiteList')}: {err}") from None
     if "noPublish" in core:
         if not isinstance(core["noPublish"], bool):
-            raise ConfigError(f"{origin}: core.noPublish: expected true or false")
+            raise ConfigError(f"{at('core.noPublish')}: expected true or false")
         config.core.no_publish = core["noPublish"]
 
     sources = data.get("sources") or {}
     if not isinstance(sources, Mapping):
-        raise ConfigError(f"{origin}: sources: expected a mapping")
+        raise ConfigError(f"{at('sources')}: expected a mapping")
     for name in SOURCE_NAMES:
         defaults = get_source(name).default_config()
         config.sources[name] = merge_config(
-            defaults, sources.get(name) or {}, f"sources.{name}", config.warnings
+            defaults, sources.get(name) or {}, f"sources.{name}", config.warnings, at
         )
     for name in sources:
         if name not in SOURCE_NAMES:
-            config.warnings.append(f"{origin}: sources.{name}: unknown source, ignored")
+            config.warnings.append(f"{at(f'sources.{name}')}: unknown source, ignored")
     return config
 
 
@@ -181,12 +211,30 @@ def load_config(path: str, must_exist: bool = False) -> WorkerConfig:
     return parse_config_text(text, path)
 
 
+def key_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Line (1-based) of every mapping key in a composed YAML tree, by dotted path."""
+    lines: dict[str, int] = {}
+    if not prefix:
+        lines[""] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(key_lines(value_node, path))
+    return lines
+
+
 def parse_config_text(text: str, origin: str) -> WorkerConfig:
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        # Compose first, so errors in values can name the line of their key.
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    return build_config(data, origin)
+    finally:
+        loader.dispose()
+    return build_config(data, origin, key_lines(node) if node is not None else None)
