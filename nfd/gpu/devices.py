@@ -22,7 +22,7 @@ MODE_UNKNOWN = "unknown"
 
 _NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9\-_. ]")
 _DRIVER_VERSION_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
-_PROC_VERSION_RE = re.compile(r"Kernel Module\s+(\d+\.\d+(?:\.\d+)?)\b")
+_PROC_VERSION_RE = re.compile(r"Kernel Module\b[^\n]*?\s(\d+\.\d+(?:\.\d+)?)(?=\s|$)")
 
 
 def pci_hex(value: str | None) -> str | None:
