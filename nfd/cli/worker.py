@@ -1,51 +1,269 @@
-"""``nfd-worker``: discover this node's features and publish its labels."""
+"""``nfd-worker``: discover this node's features and publish its labels.
+
+Modes:
+
+- ``--oneshot --no-publish``: print the labels once as one JSON object (sorted
+  keys) and exit.
+- ``--oneshot``: publish once to ``--server`` and exit; 0 on success, 1 when the
+  master could not be reached or refused the labels.
+- ``--no-publish``: run, and print every new label set as one JSON object per
+  line, so the worker's reactions to events can be watched without a cluster.
+- default: run and keep the master up to date over one long-lived stream.
+
+Flags follow upstream v0.14–v0.16 (the gRPC era).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import signal
 import sys
+from collections.abc import Callable, Mapping
+from typing import IO, Any
+
+import yaml
 
 from nfd import __version__
 from nfd.cli.common import (
     add_discovery_options,
+    apply_overrides,
     host_from_args,
     load_worker_config,
     node_name,
     setup_logging,
 )
-from nfd.worker.config import ConfigError
-from nfd.worker.discovery import run_discovery
+from nfd.worker.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    WorkerConfig,
+    build_config,
+    parse_config_text,
+)
+from nfd.worker.discovery import DiscoveryResult, run_discovery
 
 log = logging.getLogger("nfd-worker")
 
+DEFAULT_SERVER = "nfd-master:8080"
+# Upstream's worker waited up to 60 s for the master before giving up.
+ONESHOT_PUBLISH_TIMEOUT = 60.0
+
 
 def build_parser() -> argparse.ArgumentParser:
+    from nfd.worker.metrics import DEFAULT_METRICS_PORT
+
     parser = argparse.ArgumentParser(prog="nfd-worker", description="NFD worker")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_discovery_options(parser)
+    parser.add_argument(
+        "--options",
+        default="",
+        help="config options in the config file's format (YAML or JSON), overlaid on the file",
+    )
     parser.add_argument("--oneshot", action="store_true", help="discover and publish once, exit")
     parser.add_argument(
-        "--no-publish", action="store_true", help="print the labels instead of publishing"
+        "--no-publish",
+        action="store_true",
+        help="do not publish; print the labels (each new label set as one JSON line)",
+    )
+    parser.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"nfd-master address (default {DEFAULT_SERVER})"
+    )
+    parser.add_argument("--ca-file", default="", help="root certificate to verify the master")
+    parser.add_argument("--cert-file", default="", help="client certificate for mTLS")
+    parser.add_argument("--key-file", default="", help="private key of --cert-file")
+    parser.add_argument(
+        "--server-name-override",
+        default="",
+        help="name expected in the master's certificate (default: host part of --server)",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"port for /metrics and /healthz (default {DEFAULT_METRICS_PORT}; 0 disables)",
     )
     return parser
+
+
+def _deep_merge(base: Any, overlay: Any) -> Any:
+    if isinstance(base, Mapping) and isinstance(overlay, Mapping):
+        out = dict(base)
+        for key, value in overlay.items():
+            out[key] = _deep_merge(base.get(key), value)
+        return out
+    return overlay
+
+
+def config_path(args: argparse.Namespace) -> str:
+    return str(args.config or DEFAULT_CONFIG_PATH)
+
+
+def load_config_with_options(args: argparse.Namespace) -> WorkerConfig:
+    """Defaults < config file < ``--options`` < flags; ConfigError on anything bad."""
+    if not args.options:
+        return load_worker_config(args)
+    try:
+        overlay = yaml.safe_load(args.options)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--options: invalid YAML: {err}") from None
+    if overlay is not None and not isinstance(overlay, Mapping):
+        raise ConfigError("--options: expected a mapping such as '{core: {sleepInterval: 10s}}'")
+    path = config_path(args)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if args.config:
+            raise ConfigError(f"{path}: no such file") from None
+        text = ""
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    parse_config_text(text, path)  # reports errors with the file's line numbers
+    merged = _deep_merge(yaml.safe_load(text) or {}, overlay or {})
+    config = build_config(merged, f"{path} with --options")
+    apply_overrides(config, args)
+    for warning in config.warnings:
+        log.warning(warning)
+    return config
+
+
+class LabelPrinter:
+    """Print each label set that differs from the last one as one JSON line."""
+
+    def __init__(self, stream: IO[str], on_broken_pipe: Callable[[], None]) -> None:
+        self._stream = stream
+        self._on_broken_pipe = on_broken_pipe
+        self._last: dict[str, str] | None = None
+
+    def __call__(self, result: DiscoveryResult) -> None:
+        if result.labels == self._last:
+            return
+        self._last = dict(result.labels)
+        try:
+            self._stream.write(json.dumps(result.labels, sort_keys=True) + "\n")
+            self._stream.flush()
+        except BrokenPipeError:
+            log.info("stdout closed, stopping")
+            self._on_broken_pipe()
+
+
+def _tls_error(args: argparse.Namespace) -> str | None:
+    given = [bool(args.ca_file), bool(args.cert_file), bool(args.key_file)]
+    if any(given) and not all(given):
+        return "--ca-file, --cert-file and --key-file must be given together (or none of them)"
+    return None
+
+
+def _make_publisher(args: argparse.Namespace, node: str) -> Any:
+    # Imported here so that --no-publish needs nothing of the gRPC side.
+    from nfd.worker.publish import Publisher
+
+    return Publisher(
+        args.server,
+        node,
+        ca_file=args.ca_file or None,
+        cert_file=args.cert_file or None,
+        key_file=args.key_file or None,
+        server_name_override=args.server_name_override or None,
+    )
+
+
+def _oneshot(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: bool) -> int:
+    result = run_discovery(host_from_args(args), config, node)
+    if no_publish:
+        sys.stdout.write(json.dumps(result.labels, sort_keys=True) + "\n")
+        sys.stdout.flush()
+        return 0
+    from nfd.worker.publish import PublishError
+
+    publisher = _make_publisher(args, node)
+    try:
+        publisher.publish_once(result.labels, result.features, timeout=ONESHOT_PUBLISH_TIMEOUT)
+    except PublishError as err:
+        log.error("publishing %d labels to %s failed: %s", len(result.labels), args.server, err)
+        return 1
+    finally:
+        publisher.close()
+    log.info("published %d labels to %s", len(result.labels), args.server)
+    return 0
+
+
+def _run(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: bool) -> int:
+    from nfd.worker.daemon import WorkerDaemon
+    from nfd.worker.metrics import WorkerMetrics, serve_metrics
+
+    metrics = WorkerMetrics()
+    server = None
+    if args.metrics > 0:
+        try:
+            server = serve_metrics(metrics, args.metrics)
+        except OSError as err:
+            log.error("--metrics %d: cannot listen: %s", args.metrics, err.strerror or err)
+            return 2
+
+    publisher = None
+    daemon: WorkerDaemon | None = None
+
+    def stop() -> None:
+        if daemon is not None:
+            daemon.stop()
+
+    emit: Callable[[DiscoveryResult], None]
+    if no_publish:
+        emit = LabelPrinter(sys.stdout, stop)
+    else:
+        publisher = _make_publisher(args, node)
+        publisher.start()
+        pub = publisher
+
+        def emit(result: DiscoveryResult) -> None:
+            pub.update(result.labels, result.features)
+
+    daemon = WorkerDaemon(
+        host_from_args(args),
+        node,
+        config,
+        emit,
+        reload_config=lambda: load_config_with_options(args),
+        config_path=config_path(args),
+        metrics=metrics,
+    )
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("%s received, exiting", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        daemon.run()
+    finally:
+        if publisher is not None:
+            publisher.close()
+        if server is not None:
+            server.server_close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    problem = _tls_error(args)
+    if problem:
+        log.error("%s", problem)
+        return 2
     try:
-        config = load_worker_config(args)
+        config = load_config_with_options(args)
     except ConfigError as err:
         log.error("%s", err)
         return 2
-    if args.no_publish or config.core.no_publish:
-        result = run_discovery(host_from_args(args), config, node_name())
-        sys.stdout.write(json.dumps(result.labels, sort_keys=True) + "\n")
-        return 0
-    log.error("publishing to a master is not implemented yet; use --no-publish")
-    return 2
+    no_publish = args.no_publish or config.core.no_publish
+    node = node_name()
+    if args.oneshot:
+        return _oneshot(args, config, node, no_publish)
+    return _run(args, config, node, no_publish)
 
 
 def console_main() -> None:

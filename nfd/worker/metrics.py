@@ -1,0 +1,113 @@
+"""The worker's HTTP endpoint (upstream v0.14–v0.16 ``--metrics``, port 8081).
+
+``/metrics`` serves Prometheus metrics with upstream's names
+(``nfd_worker_build_info``, ``nfd_worker_feature_discovery_duration_seconds``)
+plus a few of our own about event-driven rediscovery; ``/healthz`` answers 200
+once the worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from nfd import __version__
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 8081
+
+# Upstream's buckets: 10 ms up to about 1 s.
+DISCOVERY_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.build_info = Gauge(
+            "nfd_worker_build_info",
+            "Build information of nfd-worker",
+            ["version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(version=__version__).set(1)
+        self.discovery_duration = Histogram(
+            "nfd_worker_feature_discovery_duration_seconds",
+            "Time taken to discover features (full or event-driven partial pass)",
+            ["node"],
+            buckets=DISCOVERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rediscoveries = Counter(
+            "nfd_worker_rediscoveries_total",
+            "Discovery passes by what triggered them",
+            ["trigger"],
+            registry=self.registry,
+        )
+        self.label_set_changes = Counter(
+            "nfd_worker_feature_set_changes_total",
+            "Discovery passes whose labels or features differed from the previous pass",
+            registry=self.registry,
+        )
+        self.config_reload_failures = Counter(
+            "nfd_worker_config_reload_failures_total",
+            "Changed config files that were rejected (the previous config stayed in force)",
+            registry=self.registry,
+        )
+
+    def observe_discovery(self, node: str, seconds: float, trigger: str) -> None:
+        self.discovery_duration.labels(node=node).observe(seconds)
+        self.rediscoveries.labels(trigger=trigger).inc()
+
+    def label_set_changed(self) -> None:
+        self.label_set_changes.inc()
+
+    def config_reload_failed(self) -> None:
+        self.config_reload_failures.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def serve_metrics(metrics: WorkerMetrics, port: int, host: str = "") -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz on a daemon thread; OSError if the port is taken."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype = metrics.render(), CONTENT_TYPE_LATEST
+            elif path == "/healthz":
+                body, ctype = b"ok\n", "text/plain; charset=utf-8"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("metrics: " + format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    # A long poll interval: the thread sleeps in select until a request comes,
+    # instead of waking twice a second (the default) on an idle node.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 3600}, daemon=True
+    )
+    thread.name = "nfd-worker-metrics"
+    thread.start()
+    return server
