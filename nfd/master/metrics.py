@@ -1,0 +1,127 @@
+"""Prometheus metrics with upstream's names, and the HTTP endpoint serving them
+together with /healthz and /readyz (``--metrics``, default 8081)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from nfd import __version__
+
+log = logging.getLogger(__name__)
+
+
+class MasterMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.build_info = Gauge(
+            "nfd_master_build_info", "Build information", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+        # prometheus_client adds the _total suffix to counters.
+        self.update_requests = Counter(
+            "nfd_master_node_update_requests",
+            "Node update requests received (gRPC SetLabels calls and stream updates)",
+            registry=r,
+        )
+        self.updates = Counter(
+            "nfd_master_node_updates", "Node objects changed by the master", registry=r
+        )
+        self.update_failures = Counter(
+            "nfd_master_node_update_failures", "Failed attempts to update a Node", registry=r
+        )
+        self.labels_rejected = Counter(
+            "nfd_master_node_labels_rejected", "Labels refused by the label policy", registry=r
+        )
+        self.ers_rejected = Counter(
+            "nfd_master_node_extendedresources_rejected",
+            "Extended resources refused by the policy",
+            registry=r,
+        )
+        self.taints_rejected = Counter(
+            "nfd_master_node_taints_rejected", "Taints refused by the policy", registry=r
+        )
+        self.annotations_rejected = Counter(
+            "nfd_master_node_annotations_rejected", "Annotations refused by the policy", registry=r
+        )
+        self.rule_duration = Histogram(
+            "nfd_master_nodefeaturerule_processing_duration_seconds",
+            "Time to evaluate all NodeFeatureRules for one node",
+            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1),
+            registry=r,
+        )
+        self.rule_errors = Counter(
+            "nfd_master_nodefeaturerule_processing_errors",
+            "Errors while loading or evaluating NodeFeatureRules",
+            registry=r,
+        )
+        self.connected_workers = Gauge(
+            "nfd_master_connected_workers", "Open worker streams", registry=r
+        )
+        self.patches_skipped = Counter(
+            "nfd_master_node_unchanged_updates",
+            "Updates that needed no Node write (state unchanged)",
+            registry=r,
+        )
+
+    def count_rejection(self, kind: str) -> None:
+        {
+            "label": self.labels_rejected,
+            "extended-resource": self.ers_rejected,
+            "taint": self.taints_rejected,
+            "annotation": self.annotations_rejected,
+        }.get(kind, self.labels_rejected).inc()
+
+
+def serve_http(
+    port: int,
+    registry: CollectorRegistry,
+    ready: Callable[[], bool],
+    host: str = "",
+) -> ThreadingHTTPServer:
+    """Start /metrics, /healthz, /readyz on ``port`` in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+            elif path == "/healthz":
+                body, ctype, code = b"ok\n", "text/plain", 200
+            elif path == "/readyz":
+                ok = ready()
+                body, ctype, code = (
+                    (b"ok\n", "text/plain", 200)
+                    if ok
+                    else (
+                        b"not ready\n",
+                        "text/plain",
+                        503,
+                    )
+                )
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            log.debug("http: " + format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="nfd-http", daemon=True).start()
+    return server
