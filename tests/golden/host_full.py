@@ -1,0 +1,308 @@
+"""The ``host-full`` fixture: a small but complete synthetic host, for golden files.
+
+The shared fixture trees each cover a part of a host (procfs' has no
+etc/os-release or proc/modules, upstream's rootfs-1 only PCI). This one has
+something for every source: a two-socket Ice Lake server with an NVIDIA GPU, an
+SR-IOV NIC, a QAT card, NVMe and SATA disks, a USB camera, NUMA, hugepages,
+persistent memory and an IOMMU. sysfs entries are symlinks into
+``sys/devices`` as on a real host.
+
+Rebuild (after editing SPEC): ``.venv/bin/python -m tests.golden.host_full``,
+then regenerate the goldens (``.venv/bin/python -m tests.golden regen``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.hosttree import Link, write_tree
+
+ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "host-full"
+KVER = "5.15.0-91-generic"
+
+CPU_FLAGS = (
+    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush dts "
+    "acpi mmx fxsr sse sse2 ss ht tm pbe syscall nx pdpe1gb rdtscp lm constant_tsc art "
+    "arch_perfmon pebs bts rep_good nopl xtopology nonstop_tsc cpuid aperfmperf pni "
+    "pclmulqdq dtes64 monitor ds_cpl vmx smx est tm2 ssse3 sdbg fma cx16 xtpr pdcm pcid "
+    "dca sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand "
+    "lahf_lm abm 3dnowprefetch cpuid_fault epb cat_l3 invpcid_single ssbd mba ibrs ibpb "
+    "stibp ibrs_enhanced tpr_shadow vnmi flexpriority ept vpid ept_ad fsgsbase tsc_adjust "
+    "bmi1 hle avx2 smep bmi2 erms invpcid rtm cqm rdt_a avx512f avx512dq rdseed adx smap "
+    "avx512ifma clflushopt clwb intel_pt avx512cd sha_ni avx512bw avx512vl xsaveopt xsavec "
+    "xgetbv1 xsaves cqm_llc cqm_occup_llc cqm_mbm_total cqm_mbm_local split_lock_detect "
+    "wbnoinvd dtherm ida arat pln pts hwp hwp_act_window hwp_epp hwp_pkg_req avx512vbmi "
+    "umip pku ospke avx512_vbmi2 gfni vaes vpclmulqdq avx512_vnni avx512_bitalg tme "
+    "avx512_vpopcntdq la57 rdpid fsrm md_clear pconfig flush_l1d arch_capabilities"
+)
+
+
+def _cpuinfo(cpus: int) -> str:
+    blocks = []
+    for n in range(cpus):
+        blocks.append(
+            f"processor\t: {n}\n"
+            "vendor_id\t: GenuineIntel\n"
+            "cpu family\t: 6\n"
+            "model\t\t: 106\n"
+            "model name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\n"
+            "stepping\t: 6\n"
+            "microcode\t: 0xd000389\n"
+            "cpu MHz\t\t: 2000.000\n"
+            "cache size\t: 49152 KB\n"
+            f"physical id\t: {n // 2}\n"
+            "siblings\t: 2\n"
+            f"core id\t\t: {n % 2}\n"
+            "cpu cores\t: 2\n"
+            f"apicid\t\t: {n}\n"
+            "fpu\t\t: yes\n"
+            "fpu_exception\t: yes\n"
+            "cpuid level\t: 27\n"
+            "wp\t\t: yes\n"
+            f"flags\t\t: {CPU_FLAGS}\n"
+            "bugs\t\t: spectre_v1 spectre_v2 spec_store_bypass swapgs mmio_stale_data\n"
+            "bogomips\t: 4000.00\n"
+            "clflush size\t: 64\n"
+            "cache_alignment\t: 64\n"
+            "address sizes\t: 46 bits physical, 57 bits virtual\n"
+            "power management:\n"
+        )
+    return "\n".join(blocks) + "\n"
+
+
+def _pci(bdf: str, cls: str, vendor: str, device: str, sub: str, **extra: str | Link) -> dict:
+    path = f"sys/devices/pci0000:00/{bdf}"
+    spec: dict[str, str | Link | None] = {
+        f"{path}/class": f"0x{cls}\n",
+        f"{path}/vendor": f"0x{vendor}\n",
+        f"{path}/device": f"0x{device}\n",
+        f"{path}/subsystem_vendor": f"0x{sub[:4]}\n",
+        f"{path}/subsystem_device": f"0x{sub[4:]}\n",
+        f"{path}/numa_node": "0\n",
+        f"sys/bus/pci/devices/{bdf}": Link(f"../../../devices/pci0000:00/{bdf}"),
+    }
+    for name, value in extra.items():
+        spec[f"{path}/{name}"] = value
+    return spec
+
+
+def _iface(name: str, where: str, operstate: str, mtu: str, speed: str | None) -> dict:
+    spec: dict[str, str | Link | None] = {
+        f"{where}/net/{name}/operstate": f"{operstate}\n",
+        f"{where}/net/{name}/mtu": f"{mtu}\n",
+        f"{where}/net/{name}/flags": "0x1003\n",
+        f"sys/class/net/{name}": Link(f"../../{where.removeprefix('sys/')}/net/{name}"),
+    }
+    if speed is not None:
+        spec[f"{where}/net/{name}/speed"] = f"{speed}\n"
+    if where.startswith("sys/devices/pci"):
+        spec[f"{where}/net/{name}/device"] = Link("../../../" + where.rsplit("/", 1)[1])
+    return spec
+
+
+def _block(name: str, where: str, **queue: str) -> dict:
+    spec: dict[str, str | Link | None] = {
+        f"{where}/{name}/queue/{k}": f"{v}\n" for k, v in queue.items()
+    }
+    spec[f"{where}/{name}/size"] = "1000215216\n"
+    spec[f"sys/block/{name}"] = Link(f"../{where.removeprefix('sys/')}/{name}")
+    return spec
+
+
+def build_spec() -> dict[str, str | Link | None]:
+    spec: dict[str, str | Link | None] = {
+        "README.md": "Generated by tests/golden/host_full.py; edit that file, not this tree.\n"
+    }
+    # -- etc, proc, boot, lib -------------------------------------------------------
+    spec["usr/lib/os-release"] = (
+        'PRETTY_NAME="Ubuntu 22.04.3 LTS"\nNAME="Ubuntu"\nVERSION_ID="22.04"\n'
+        'VERSION="22.04.3 LTS (Jammy Jellyfish)"\nVERSION_CODENAME=jammy\nID=ubuntu\n'
+        'ID_LIKE=debian\nHOME_URL="https://www.ubuntu.com/"\nUBUNTU_CODENAME=jammy\n'
+    )
+    spec["etc/os-release"] = Link("../usr/lib/os-release")
+    spec["proc/sys/kernel/osrelease"] = f"{KVER}\n"
+    spec["proc/cpuinfo"] = _cpuinfo(4)
+    spec["proc/swaps"] = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+    spec["proc/modules"] = "".join(
+        f"{name} {size} 0 - Live 0x0000000000000000\n"
+        for name, size in [
+            ("nvidia_uvm", "1437696"),
+            ("nvidia", "56512512"),
+            ("rdma_ucm", "28672"),
+            ("ib_uverbs", "163840"),
+            ("mlx5_ib", "397312"),
+            ("mlx5_core", "1810432"),
+            ("kvm_intel", "372736"),
+            ("kvm", "1028096"),
+            ("qat_4xxx", "20480"),
+            ("intel_qat", "348160"),
+        ]
+    )
+    spec[f"boot/config-{KVER}"] = (
+        "#\n# Automatically generated file; DO NOT EDIT.\n#\n"
+        'CONFIG_CC_VERSION_TEXT="gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0"\n'
+        "CONFIG_NO_HZ_COMMON=y\n# CONFIG_HZ_PERIODIC is not set\nCONFIG_NO_HZ_IDLE=y\n"
+        "# CONFIG_NO_HZ_FULL is not set\nCONFIG_NO_HZ=y\n# CONFIG_PREEMPT_NONE is not set\n"
+        "CONFIG_PREEMPT_VOLUNTARY=y\n# CONFIG_PREEMPT is not set\nCONFIG_KVM=m\n"
+        "CONFIG_KVM_INTEL=m\nCONFIG_INTEL_IOMMU=y\nCONFIG_SECURITY_SELINUX=y\n"
+        'CONFIG_LSM="lockdown,yama,integrity,apparmor"\nCONFIG_VFIO=m\n'
+    )
+    spec[f"lib/modules/{KVER}/modules.builtin"] = (
+        "kernel/arch/x86/crypto/crc32c-intel.ko\nkernel/drivers/block/loop.ko\n"
+        "kernel/drivers/nvme/host/nvme.ko\nkernel/drivers/nvme/host/nvme-core.ko\n"
+    )
+    # -- cpu -------------------------------------------------------------------------
+    cpu = "sys/devices/system/cpu"
+    for n in range(4):
+        spec[f"{cpu}/cpu{n}/topology/thread_siblings_list"] = f"{n - n % 2}-{n - n % 2 + 1}\n"
+        spec[f"{cpu}/cpu{n}/topology/physical_package_id"] = f"{n // 2}\n"
+        spec[f"{cpu}/cpu{n}/topology/core_id"] = f"{n % 2}\n"
+        spec[f"{cpu}/cpufreq/policy{n}/affected_cpus"] = f"{n}\n"
+        spec[f"{cpu}/cpufreq/policy{n}/scaling_governor"] = "performance\n"
+        spec[f"{cpu}/cpu{n}/cpufreq"] = Link(f"../cpufreq/policy{n}")
+        spec[f"{cpu}/cpufreq/policy{n}/base_frequency"] = "2000000\n"
+        spec[f"sys/bus/cpu/devices/cpu{n}"] = Link(f"../../../devices/system/cpu/cpu{n}")
+    spec[f"{cpu}/online"] = "0-3\n"
+    spec[f"{cpu}/intel_pstate/status"] = "active\n"
+    spec[f"{cpu}/intel_pstate/no_turbo"] = "0\n"
+    spec[f"{cpu}/cpuidle/current_driver"] = "intel_idle\n"
+    spec["sys/module/intel_idle/parameters/max_cstate"] = "9\n"
+    spec["sys/module/kvm_intel/parameters/tdx"] = "N\n"
+    spec["sys/devices/virtual/misc/kvm/dev"] = "10:232\n"
+    # -- memory ------------------------------------------------------------------------
+    for node in (0, 1):
+        spec[f"sys/devices/system/node/node{node}/cpulist"] = f"{2 * node}-{2 * node + 1}\n"
+        spec[f"sys/bus/node/devices/node{node}"] = Link(f"../../../devices/system/node/node{node}")
+    spec["sys/devices/system/node/online"] = "0-1\n"
+    spec["sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"] = "1024\n"
+    spec["sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"] = "0\n"
+    nd = "sys/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0"
+    for name, devtype, mode in [
+        ("region0", "nd_pmem", None),
+        ("namespace0.0", "nd_namespace_pmem", "devdax"),
+        ("dax0.0", "nd_dax", "devdax"),
+    ]:
+        where = f"{nd}/region0" if name != "region0" else nd
+        spec[f"{where}/{name}/devtype"] = f"{devtype}\n"
+        if mode:
+            spec[f"{where}/{name}/mode"] = f"{mode}\n"
+        spec[f"sys/bus/nd/devices/{name}"] = Link(f"../../../{where.removeprefix('sys/')}/{name}")
+    # -- iommu and dmi ---------------------------------------------------------------------
+    spec["sys/devices/virtual/iommu/dmar0/intel-iommu/version"] = "1:0\n"
+    spec["sys/class/iommu/dmar0"] = Link("../../devices/virtual/iommu/dmar0")
+    for group, kind in [(21, "DMA"), (33, "DMA-FQ"), (45, "identity")]:
+        spec[f"sys/kernel/iommu_groups/{group}/type"] = f"{kind}\n"
+    dmi = "sys/devices/virtual/dmi/id"
+    for name, value in [
+        ("sys_vendor", "Supermicro"),
+        ("product_name", "SYS-120U-TNR"),
+        ("product_family", "Family"),
+        ("product_version", "0123456789"),
+        ("product_sku", "To be filled by O.E.M."),
+        ("product_serial", "S123456X1234567"),
+        ("product_uuid", "00000000-0000-0000-0000-3cecef123456"),
+        ("board_vendor", "Supermicro"),
+        ("board_name", "X12DPU-6"),
+        ("board_version", "1.01"),
+        ("board_asset_tag", "Base Board Asset Tag"),
+        ("board_serial", "OM21AS000123"),
+        ("bios_vendor", "American Megatrends International, LLC."),
+        ("bios_version", "1.4a"),
+        ("bios_date", "07/15/2022"),
+        ("chassis_type", "23"),
+        ("chassis_vendor", "Supermicro"),
+        ("chassis_version", "0123456789"),
+        ("chassis_asset_tag", ""),
+    ]:
+        spec[f"{dmi}/{name}"] = f"{value}\n"
+    # -- pci -------------------------------------------------------------------------------
+    spec.update(_pci("0000:00:00.0", "060000", "8086", "09a2", "15d91d33"))
+    spec.update(
+        _pci(
+            "0000:17:00.0", "030200", "10de", "20b5", "10de1533",
+            iommu_group=Link("../../../kernel/iommu_groups/21"),
+            **{"iommu/intel-iommu/version": "1:0\n"},
+        )
+    )  # fmt: skip
+    spec.update(
+        _pci(
+            "0000:4b:00.0", "020000", "15b3", "101d", "15b30016",
+            sriov_totalvfs="8\n", sriov_numvfs="4\n",
+            iommu_group=Link("../../../kernel/iommu_groups/33"),
+        )
+    )  # fmt: skip
+    spec.update(
+        _pci(
+            "0000:4b:00.1", "020000", "15b3", "101e", "15b30016",
+            iommu_group=Link("../../../kernel/iommu_groups/33"),
+            physfn=Link("../0000:4b:00.0"),
+        )
+    )  # fmt: skip
+    spec.update(
+        _pci(
+            "0000:6b:00.0", "0b4000", "8086", "4940", "80860000",
+            sriov_totalvfs="16\n", sriov_numvfs="0\n",
+            iommu_group=Link("../../../kernel/iommu_groups/45"),
+        )
+    )  # fmt: skip
+    spec.update(_pci("0000:00:14.0", "0c0330", "8086", "a0ed", "15d91d33"))
+    spec.update(_pci("0000:b1:00.0", "010802", "144d", "a80a", "144da801"))
+    # -- network ---------------------------------------------------------------------------
+    mlx = "sys/devices/pci0000:00/0000:4b:00.0"
+    spec.update(_iface("ens1f0np0", mlx, "up", "9000", "100000"))
+    spec.update(_iface("ens1f0v0", "sys/devices/pci0000:00/0000:4b:00.1", "up", "9000", None))
+    spec.update(_iface("eno1", "sys/devices/pci0000:00/0000:00:1f.6", "down", "1500", None))
+    spec.update(_iface("lo", "sys/devices/virtual", "unknown", "65536", None))
+    spec.update(_iface("docker0", "sys/devices/virtual", "down", "1500", "-1"))
+    spec.update(_iface("bond0", "sys/devices/virtual", "up", "9000", "200000"))
+    spec["sys/class/net/bonding_masters"] = "bond0\n"
+    # -- storage ---------------------------------------------------------------------------
+    spec.update(
+        _block(
+            "nvme0n1", "sys/devices/pci0000:00/0000:b1:00.0/nvme/nvme0",
+            dax="0", rotational="0", nr_zones="0", zoned="none",
+        )
+    )  # fmt: skip
+    spec.update(
+        _block(
+            "sda", "sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block",
+            dax="0", rotational="1", nr_zones="0", zoned="none",
+        )
+    )  # fmt: skip
+    spec.update(_block("loop0", "sys/devices/virtual/block", rotational="0", dax="0"))
+    spec["sys/devices/virtual/block/loop0/queue/zoned"] = "none\n"
+    # -- usb -------------------------------------------------------------------------------
+    usb = "sys/devices/pci0000:00/0000:00:14.0/usb1"
+    for rel, cls, vendor, product, serial in [
+        ("", "09", "1d6b", "0002", "0000:00:14.0"),
+        ("/1-4", "00", "046d", "085e", "4D2C8A1E"),
+        ("/1-5", "ef", "0b1f", "03e9", None),
+    ]:
+        spec[f"{usb}{rel}/bDeviceClass"] = f"{cls}\n"
+        spec[f"{usb}{rel}/idVendor"] = f"{vendor}\n"
+        spec[f"{usb}{rel}/idProduct"] = f"{product}\n"
+        if serial:
+            spec[f"{usb}{rel}/serial"] = f"{serial}\n"
+        name = rel.lstrip("/") or "usb1"
+        spec[f"sys/bus/usb/devices/{name}"] = Link(
+            f"../../../devices/pci0000:00/0000:00:14.0/usb1{rel}"
+        )
+    for intf, cls in [("1-4:1.0", "0e"), ("1-4:1.1", "0e"), ("1-4:1.2", "01"), ("1-4:1.3", "01")]:
+        spec[f"{usb}/1-4/{intf}/bInterfaceClass"] = f"{cls}\n"
+        spec[f"sys/bus/usb/devices/{intf}"] = Link(
+            f"../../../devices/pci0000:00/0000:00:14.0/usb1/1-4/{intf}"
+        )
+    spec["sys/fs/cgroup/cgroup.controllers"] = "cpuset cpu io memory hugetlb pids rdma misc\n"
+    return spec
+
+
+def build(root: Path = ROOT) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    write_tree(root, build_spec())
+
+
+if __name__ == "__main__":
+    build()
+    print(f"wrote {ROOT}")
