@@ -55,6 +55,8 @@ class WorkerProcess:
             env=child_env,
         )
         self.lines: list[Line] = []
+        # wait_for looks only at lines after the one the previous wait_for returned.
+        self._cursor = 0
         self.bad_lines: list[str] = []
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -84,18 +86,24 @@ class WorkerProcess:
         self,
         predicate: Callable[[LabelSet], bool],
         timeout: float = 10.0,
-        after: int = 0,
+        after: int | None = None,
         what: str = "",
     ) -> Line:
-        """The first line from index ``after`` on whose labels satisfy ``predicate``."""
+        """The first line whose labels satisfy ``predicate``.
+
+        The search starts at index ``after``, by default just after the line the
+        previous ``wait_for`` returned, so a sequence of waits follows the
+        sequence of changes.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
-            index = after
+            index = self._cursor if after is None else after
             while True:
                 while index < len(self.lines):
                     line = self.lines[index]
                     index += 1
                     if predicate(line.labels):
+                        self._cursor = index
                         return line
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self.proc.poll() is not None and index >= len(self.lines)):
