@@ -1,0 +1,370 @@
+"""The NodeFeatureRule v1alpha1 rule schema and its loader.
+
+``load_rules`` accepts what users actually have: a NodeFeatureRule object, a
+list of them (also multi-document YAML or a ``kind: List``), the bare
+``spec`` (``{rules: [...]}``) or a bare list of rules. NodeFeatureRule objects
+are taken in ``metadata.name`` order, as the master processes them.
+
+Field types are checked here and reported as RuleError naming the origin,
+the rule and the field. Operand problems (a ``Gt`` with two values, a bad
+regexp) are left to evaluation, where upstream finds them; ``validate_rules``
+reports them ahead of time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from nfd.rules.errors import RuleError
+from nfd.rules.expression import MatchExpression
+
+RULE_KEYS = {
+    "name",
+    "labels",
+    "labelsTemplate",
+    "annotations",
+    "vars",
+    "varsTemplate",
+    "taints",
+    "extendedResources",
+    "matchFeatures",
+    "matchAny",
+}
+# Accepted only in nfd-worker.conf and custom.d (the legacy v0.6-v0.14 format).
+LEGACY_KEYS = {"name", "value", "matchOn"}
+TERM_KEYS = {"feature", "matchExpressions", "matchName"}
+EXPRESSION_KEYS = {"op", "value", "type"}
+TAINT_KEYS = {"key", "value", "effect", "timeAdded"}
+TEMPLATE_SIZE_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FeatureTerm:
+    """One ``matchFeatures`` entry: a feature set and what to require of it."""
+
+    feature: str
+    match_expressions: dict[str, MatchExpression] | None = None
+    match_name: MatchExpression | None = None
+
+
+@dataclass
+class Rule:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    labels_template: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)
+    vars_template: str = ""
+    taints: list[dict[str, str]] = field(default_factory=list)
+    extended_resources: dict[str, str] = field(default_factory=dict)
+    match_features: list[FeatureTerm] = field(default_factory=list)
+    # Each entry is one matchAny element's matchFeatures.
+    match_any: list[list[FeatureTerm]] = field(default_factory=list)
+    # Where the rule came from, for messages ("rules.yaml", "nfd-worker.conf").
+    origin: str = ""
+    # Compiled templates, filled on first use.
+    _templates: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+# -- entry point -------------------------------------------------------------
+
+
+def load_rules(data: Any, origin: str, *, worker: bool = False) -> list[Rule]:
+    """Parse rules from YAML/JSON text or already-parsed data.
+
+    ``worker=True`` also accepts what upstream's worker-side parser accepts:
+    the matchExpressions shorthands and the legacy ``matchOn`` format.
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise RuleError(f"{origin}: not UTF-8 text: {err}") from None
+    if isinstance(data, str):
+        data = _parse_yaml(data, origin)
+        if len(data) == 1:
+            data = data[0]
+    rules: list[Rule] = []
+    for where, raw_rules in _rule_lists(data, origin):
+        if not isinstance(raw_rules, list):
+            raise RuleError(f"{where}: expected a list of rules, got {_kind(raw_rules)}")
+        for index, raw in enumerate(raw_rules):
+            rules.extend(parse_rule(raw, f"{where}[{index}]", origin, worker=worker))
+    return rules
+
+
+def _parse_yaml(text: str, origin: str) -> list[Any]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+        problem = getattr(err, "problem", None) or str(err)
+        raise RuleError(f"{where}: invalid YAML: {problem}") from None
+    except (ValueError, TypeError, RecursionError) as err:
+        raise RuleError(f"{origin}: invalid YAML: {err}") from None
+    return docs
+
+
+def _is_object(doc: Any) -> bool:
+    return isinstance(doc, Mapping) and ("spec" in doc or "kind" in doc)
+
+
+def _rule_lists(data: Any, origin: str) -> list[tuple[str, Any]]:
+    """Find the rule lists in ``data``, objects sorted by name as the master does."""
+    if data is None:
+        return []
+    if isinstance(data, Mapping) and isinstance(data.get("items"), list):
+        data = data["items"]
+    if isinstance(data, Mapping):
+        if _is_object(data):
+            return [_object_rules(data, origin)]
+        if "rules" in data:
+            return [(f"{origin}: rules", data["rules"] or [])]
+        if "name" in data:
+            return [(origin, [data])]
+        raise RuleError(f"{origin}: expected a NodeFeatureRule, a spec with 'rules' or a rule")
+    if isinstance(data, list):
+        if data and all(_is_object(d) for d in data):
+            objects = sorted(data, key=lambda d: str((d.get("metadata") or {}).get("name", "")))
+            return [_object_rules(d, origin) for d in objects]
+        if any(_is_object(d) for d in data):
+            raise RuleError(f"{origin}: a list must hold only NodeFeatureRule objects or rules")
+        return [(origin, data)]
+    raise RuleError(f"{origin}: expected a NodeFeatureRule or a list of rules, got {_kind(data)}")
+
+
+def _object_rules(obj: Mapping[str, Any], origin: str) -> tuple[str, Any]:
+    kind = obj.get("kind")
+    metadata = obj.get("metadata") or {}
+    name = metadata.get("name", "") if isinstance(metadata, Mapping) else ""
+    where = f"{origin}: NodeFeatureRule {name!r}" if name else f"{origin}: NodeFeatureRule"
+    if kind is not None and kind != "NodeFeatureRule":
+        raise RuleError(f"{where}: kind {kind!r} is not NodeFeatureRule")
+    spec = obj.get("spec")
+    if spec is None:
+        return (f"{where}: spec.rules", [])
+    if not isinstance(spec, Mapping):
+        raise RuleError(f"{where}: spec: expected a mapping, got {_kind(spec)}")
+    return (f"{where}: spec.rules", spec.get("rules") or [])
+
+
+# -- one rule ----------------------------------------------------------------
+
+
+def parse_rule(raw: Any, where: str, origin: str = "", *, worker: bool = False) -> list[Rule]:
+    """One rule; a list because a legacy rule that can never match yields none."""
+    if not isinstance(raw, Mapping):
+        raise RuleError(f"{where}: expected a rule mapping, got {_kind(raw)}")
+    name = raw.get("name")
+    label = f"{where} (rule {name!r})" if isinstance(name, str) and name else where
+    if worker and "matchOn" in raw:
+        from nfd.rules.legacy import convert_legacy_rule
+
+        return convert_legacy_rule(raw, label, origin)
+    unknown = sorted(str(k) for k in raw if k not in RULE_KEYS)
+    if unknown:
+        hint = (
+            " (the legacy 'matchOn' format is read only from the worker config)"
+            if ("matchOn" in unknown)
+            else ""
+        )
+        raise RuleError(f"{label}: unknown field(s) {', '.join(unknown)}{hint}")
+    if not isinstance(name, str) or not name:
+        raise RuleError(f"{label}: name: required, a non-empty string")
+    rule = Rule(name=name, origin=origin)
+    rule.labels = _string_map(raw.get("labels"), f"{label}: labels")
+    rule.annotations = _string_map(raw.get("annotations"), f"{label}: annotations")
+    rule.vars = _string_map(raw.get("vars"), f"{label}: vars")
+    rule.extended_resources = _string_map(
+        raw.get("extendedResources"), f"{label}: extendedResources"
+    )
+    rule.labels_template = _template(raw.get("labelsTemplate"), f"{label}: labelsTemplate")
+    rule.vars_template = _template(raw.get("varsTemplate"), f"{label}: varsTemplate")
+    rule.taints = _taints(raw.get("taints"), f"{label}: taints")
+    rule.match_features = parse_terms(
+        raw.get("matchFeatures"), f"{label}: matchFeatures", worker=worker
+    )
+    match_any = raw.get("matchAny")
+    if match_any is not None:
+        if not isinstance(match_any, list):
+            raise RuleError(f"{label}: matchAny: expected a list, got {_kind(match_any)}")
+        for i, elem in enumerate(match_any):
+            elem_where = f"{label}: matchAny[{i}]"
+            if not isinstance(elem, Mapping):
+                raise RuleError(f"{elem_where}: expected a mapping with matchFeatures")
+            extra = sorted(str(k) for k in elem if k != "matchFeatures")
+            if extra:
+                raise RuleError(f"{elem_where}: unknown field(s) {', '.join(extra)}")
+            rule.match_any.append(
+                parse_terms(elem.get("matchFeatures"), f"{elem_where}.matchFeatures", worker=worker)
+            )
+    return [rule]
+
+
+def parse_terms(raw: Any, where: str, *, worker: bool = False) -> list[FeatureTerm]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise RuleError(f"{where}: expected a list of feature terms, got {_kind(raw)}")
+    return [_term(t, f"{where}[{i}]", worker) for i, t in enumerate(raw)]
+
+
+def _term(raw: Any, where: str, worker: bool) -> FeatureTerm:
+    if not isinstance(raw, Mapping):
+        raise RuleError(f"{where}: expected a mapping with 'feature', got {_kind(raw)}")
+    unknown = sorted(str(k) for k in raw if k not in TERM_KEYS)
+    if unknown:
+        raise RuleError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    feature = raw.get("feature")
+    if not isinstance(feature, str) or not feature:
+        raise RuleError(f"{where}: feature: required, a string like 'cpu.cpuid'")
+    where = f"{where} (feature {feature!r})"
+    exprs = raw.get("matchExpressions")
+    parsed: dict[str, MatchExpression] | None = None
+    if exprs is not None:
+        parsed = _expression_set(exprs, f"{where}: matchExpressions", worker)
+    match_name = raw.get("matchName")
+    name_expr = None
+    if match_name is not None:
+        name_expr = parse_expression(match_name, f"{where}: matchName", worker=False)
+    return FeatureTerm(feature, parsed, name_expr)
+
+
+def _expression_set(raw: Any, where: str, worker: bool) -> dict[str, MatchExpression]:
+    if worker and isinstance(raw, list):
+        # Worker shorthand: ["A", "B=c"] means A Exists, B In [c].
+        out: dict[str, MatchExpression] = {}
+        for item in raw:
+            if not isinstance(item, str):
+                raise RuleError(
+                    f"{where}: list entries must be strings like 'NAME' or 'NAME=value'"
+                )
+            key, sep, value = item.partition("=")
+            out[key] = MatchExpression("In", (value,)) if sep else MatchExpression("Exists")
+        return out
+    if not isinstance(raw, Mapping):
+        raise RuleError(f"{where}: expected a mapping of name to expression, got {_kind(raw)}")
+    return {
+        str(key): parse_expression(expr, f"{where}.{key}", worker=worker)
+        for key, expr in raw.items()
+    }
+
+
+def parse_expression(raw: Any, where: str, *, worker: bool = False) -> MatchExpression:
+    if worker and not isinstance(raw, Mapping):
+        # Worker shorthands: null -> Exists, scalar -> In [x], list -> In list.
+        if raw is None:
+            return MatchExpression("Exists")
+        if isinstance(raw, list):
+            return MatchExpression("In", tuple(_scalar(v, where) for v in raw))
+        return MatchExpression("In", (_scalar(raw, where),))
+    if not isinstance(raw, Mapping):
+        raise RuleError(
+            f"{where}: expected a mapping like {{op: In, value: [...]}}, got {_kind(raw)}"
+        )
+    unknown = sorted(str(k) for k in raw if k not in EXPRESSION_KEYS)
+    if unknown:
+        raise RuleError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    op = raw.get("op")
+    if op is None:
+        raise RuleError(f"{where}: op: required")
+    if not isinstance(op, str):
+        raise RuleError(f"{where}: op: expected a string, got {_kind(op)}")
+    from nfd.rules.expression import OPS
+
+    if op not in OPS:
+        raise RuleError(f"{where}: op: unknown operator {op!r} (expected one of {', '.join(OPS)})")
+    value = raw.get("value")
+    values: tuple[str, ...]
+    if value is None:
+        values = ()
+    elif isinstance(value, list):
+        values = tuple(_scalar(v, f"{where}: value") for v in value)
+    elif worker:
+        values = (_scalar(value, f"{where}: value"),)
+    else:
+        raise RuleError(f"{where}: value: expected a list of strings, got {_kind(value)}")
+    vtype = raw.get("type") or ""
+    if not isinstance(vtype, str) or vtype not in ("", "version"):
+        raise RuleError(f"{where}: type: unknown value type {vtype!r} (only 'version')")
+    return MatchExpression(op, values, vtype)
+
+
+# -- field helpers -------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _scalar(value: Any, where: str) -> str:
+    """A YAML scalar as the string a Go string field would hold."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    raise RuleError(f"{where}: expected a string, got {_kind(value)}")
+
+
+def _string_map(raw: Any, where: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise RuleError(f"{where}: expected a mapping of strings, got {_kind(raw)}")
+    out = {}
+    for key, value in raw.items():
+        if value is None:
+            value = ""
+        out[_scalar(key, where)] = _scalar(value, f"{where}.{key}")
+    return out
+
+
+def _template(raw: Any, where: str) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise RuleError(f"{where}: expected a string, got {_kind(raw)}")
+    if len(raw.encode("utf-8", "surrogatepass")) > TEMPLATE_SIZE_LIMIT:
+        raise RuleError(f"{where}: template larger than {TEMPLATE_SIZE_LIMIT} bytes")
+    return raw
+
+
+def _taints(raw: Any, where: str) -> list[dict[str, str]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise RuleError(f"{where}: expected a list of taints, got {_kind(raw)}")
+    taints = []
+    for i, taint in enumerate(raw):
+        here = f"{where}[{i}]"
+        if not isinstance(taint, Mapping):
+            raise RuleError(f"{here}: expected a mapping with key and effect")
+        unknown = sorted(str(k) for k in taint if k not in TAINT_KEYS)
+        if unknown:
+            raise RuleError(f"{here}: unknown field(s) {', '.join(unknown)}")
+        key = taint.get("key")
+        if not isinstance(key, str) or not key:
+            raise RuleError(f"{here}: key: required, a non-empty string")
+        value = taint.get("value")
+        effect = taint.get("effect")
+        taints.append(
+            {
+                "key": key,
+                "value": "" if value is None else _scalar(value, f"{here}.value"),
+                "effect": "" if effect is None else _scalar(effect, f"{here}.effect"),
+            }
+        )
+    return taints
