@@ -100,6 +100,7 @@ CPUINFO_TO_CPUID: dict[str, tuple[str, ...]] = {
     "hypervisor": ("HYPERVISOR",),
     "ibpb": ("IBPB",),
     "ibpb_brtype": ("IBPB_BRTYPE",),
+    "ibrs": ("IBRS",),
     "ibs": ("IBS",),
     "ibt": ("CETIBT",),
     "invlpgb": ("INVLPGB",),
