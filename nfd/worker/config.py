@@ -185,9 +185,18 @@ def build_config(
     if not isinstance(sources, Mapping):
         raise ConfigError(f"{at('sources')}: expected a mapping")
     for name in SOURCE_NAMES:
-        defaults = get_source(name).default_config()
+        source = get_source(name)
+        user = sources.get(name) or {}
+        # A source whose upstream config is not a mapping (custom: a list of
+        # rules) reshapes it; its ValueError invalidates the file, as upstream.
+        normalize = getattr(source, "normalize_config", None)
+        if normalize is not None:
+            try:
+                user = normalize(user)
+            except ValueError as err:
+                raise ConfigError(f"{at(f'sources.{name}')}: {err}") from None
         config.sources[name] = merge_config(
-            defaults, sources.get(name) or {}, f"sources.{name}", config.warnings, at
+            source.default_config(), user, f"sources.{name}", config.warnings, at
         )
     for name in sources:
         if name not in SOURCE_NAMES:
