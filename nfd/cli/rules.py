@@ -1,0 +1,143 @@
+"""``nfd dryrun`` and ``nfd validate``: try NodeFeatureRules without a cluster.
+
+``nfd dryrun --rule RULES.yaml --features NODEFEATURE.yaml`` evaluates every
+rule of the file, in order and chained through ``rule.matched`` as the master
+does, and prints ``{"labels", "annotations", "taints", "extendedResources"}``
+with keys as the rules wrote them. Without ``--features`` it discovers this
+node (``--host-prefix`` and the other discovery options) first. It exits 1
+when a rule fails with an error (the output of the other rules is still
+printed), 2 when an input cannot be read.
+
+``nfd validate RULES.yaml...`` reports every problem with file, rule and
+field; it exits 0 only when every file is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from nfd.features import FeatureFormatError, Features
+from nfd.rules import RuleError, execute_rules, load_rules, validate_rules
+
+
+class InputError(ValueError):
+    """An input file that cannot be used."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from nfd.cli.common import add_discovery_options
+
+    dryrun = subparsers.add_parser(
+        "dryrun", help="evaluate NodeFeatureRules against a NodeFeature or this node"
+    )
+    dryrun.add_argument("--rule", "-f", required=True, help="NodeFeatureRule YAML/JSON file")
+    dryrun.add_argument(
+        "--features",
+        "-n",
+        help="NodeFeature object or bare features (JSON/YAML); default: discover this node",
+    )
+    dryrun.add_argument("--output", "-o", choices=("json", "yaml"), default="json")
+    add_discovery_options(dryrun)
+    dryrun.set_defaults(func=run_dryrun)
+
+    validate = subparsers.add_parser("validate", help="check NodeFeatureRule files")
+    validate.add_argument("files", nargs="+", metavar="RULE.yaml")
+    validate.add_argument("-v", "--verbose", action="count", default=0)
+    validate.set_defaults(func=run_validate)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text: {err}") from None
+
+
+def merge_nodefeature(into: Features, other: Features) -> None:
+    """Combine NodeFeature objects the way the master does."""
+    for name, flags in other.flags.items():
+        into.flags.setdefault(name, set()).update(flags)
+    for name, attrs in other.attributes.items():
+        into.attributes.setdefault(name, {}).update(attrs)
+    for name, insts in other.instances.items():
+        into.instances.setdefault(name, []).extend(dict(i) for i in insts)
+
+
+def parse_features_document(text: str, origin: str) -> Features:
+    """A NodeFeature object (or several), or a bare features object."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+        raise InputError(f"{where}: invalid YAML/JSON: {getattr(err, 'problem', err)}") from None
+    features = Features()
+    for doc in docs:
+        if isinstance(doc, Mapping) and ("spec" in doc or doc.get("kind") == "NodeFeature"):
+            spec = doc.get("spec") or {}
+            if not isinstance(spec, Mapping):
+                raise InputError(f"{origin}: spec: expected a mapping")
+            doc = spec.get("features")
+        try:
+            merge_nodefeature(features, Features.from_dict(doc))
+        except FeatureFormatError as err:
+            raise InputError(f"{origin}: {err}") from None
+    return features
+
+
+def _discover(args: argparse.Namespace) -> Features:
+    from nfd.cli.common import host_from_args, load_worker_config, node_name
+    from nfd.worker.discovery import discover_features
+
+    config = load_worker_config(args)
+    return discover_features(host_from_args(args), config, node_name())
+
+
+def _dump(document: Any, fmt: str) -> str:
+    if fmt == "yaml":
+        return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
+    return json.dumps(document, indent=2) + "\n"
+
+
+def run_dryrun(args: argparse.Namespace) -> int:
+    try:
+        rules = load_rules(_read(args.rule), args.rule)
+        if args.features:
+            features = parse_features_document(_read(args.features), args.features)
+        else:
+            features = _discover(args)
+    except (InputError, RuleError) as err:
+        print(f"nfd dryrun: {err}", file=sys.stderr)
+        return 2
+    output = execute_rules(rules, features)
+    sys.stdout.write(_dump(output.to_dict(), args.output))
+    for error in output.errors:
+        print(f"nfd dryrun: error: {error}", file=sys.stderr)
+    return 1 if output.errors else 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    problems_total = 0
+    for path in args.files:
+        try:
+            problems = validate_rules(_read(path), path)
+        except InputError as err:
+            problems = [str(err)]
+        for problem in problems:
+            print(problem)
+        problems_total += len(problems)
+        if not problems:
+            print(f"{path}: ok", file=sys.stderr)
+    if problems_total:
+        print(f"nfd validate: {problems_total} problem(s) found", file=sys.stderr)
+        return 1
+    return 0
