@@ -49,6 +49,10 @@ def string_list(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, list | tuple):
+        odd = [v for v in value if not isinstance(v, str)]
+        if odd:
+            # YAML reads an unquoted 03 as the number 3: the class prefix is lost.
+            log.warning("%s: %r are not strings; quote class codes, e.g. '03'", where, odd)
         return [str(v) for v in value]
     log.warning("%s: expected a list of strings, got %r; ignored", where, value)
     return []

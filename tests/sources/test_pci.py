@@ -264,3 +264,13 @@ def test_config_file_drives_labels_end_to_end(gpu_host):
     result = run_discovery(gpu_host, config, "node-1")
     assert result.labels == {"feature.node.kubernetes.io/pci-0302_10de_20b0.present": "true"}
     assert result.warnings == []
+
+
+def test_unquoted_yaml_class_codes_warn(gpu_host, caplog):
+    config = parse_config_text(
+        "sources:\n  pci:\n    deviceClassWhitelist: [03, '0b40']\n", "nfd-worker.conf"
+    )
+    labels = _labels(gpu_host, config.source_config("pci"))
+    # 03 is the YAML number 3: no 03xx device matches, and the user is told why.
+    assert labels == {"0b40_8086.present": "true", "0b40_8086.sriov.capable": "true"}
+    assert "quote class codes" in caplog.text
