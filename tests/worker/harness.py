@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -186,3 +187,72 @@ def add_veth(name: str, peer: str) -> None:
 def delete_link(name: str) -> None:
     """Delete an interface (its veth peer goes with it); no error if it is gone."""
     subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+
+
+class NodeLabelWatcher:
+    """Watch one Node object and stamp every label set seen with ``time.monotonic()``.
+
+    A Kubernetes watch (not polling) so the time a label lands on the Node is
+    known to within the apiserver's notification delay.
+    """
+
+    def __init__(self, core_api: Any, node: str) -> None:
+        self._core = core_api
+        self.node = node
+        self.seen: list[tuple[float, dict[str, str]]] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from kubernetes import watch  # test-only dependency
+
+        while not self._stop.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    self._core.list_node,
+                    field_selector=f"metadata.name={self.node}",
+                    timeout_seconds=30,
+                ):
+                    now = time.monotonic()
+                    labels = dict(event["object"].metadata.labels or {})
+                    with self._cond:
+                        self.seen.append((now, labels))
+                        self._cond.notify_all()
+                    if self._stop.is_set():
+                        break
+            except Exception:  # apiserver restarts or the test ends: watch again
+                time.sleep(0.2)
+            finally:
+                stream.stop()
+
+    def wait_for(
+        self,
+        predicate: Callable[[dict[str, str]], bool],
+        timeout: float,
+        what: str = "",
+        since: float = 0.0,
+    ) -> float:
+        """The time of the first label set seen at or after ``since`` that satisfies predicate."""
+        deadline = time.monotonic() + timeout
+        index = 0
+        with self._cond:
+            while True:
+                while index < len(self.seen):
+                    at, labels = self.seen[index]
+                    index += 1
+                    if at >= since and predicate(labels):
+                        return at
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    last = self.seen[-1][1] if self.seen else None
+                    raise AssertionError(
+                        f"node {self.node}: {what or 'expected labels'} not seen within "
+                        f"{timeout}s; last labels {last}"
+                    )
+                self._cond.wait(min(remaining, 0.5))
+
+    def stop(self) -> None:
+        self._stop.set()
