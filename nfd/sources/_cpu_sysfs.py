@@ -20,7 +20,7 @@ _NOMINAL_FREQ_RE = re.compile(r"@\s*(\d+(?:\.\d+)?)\s*([MGT])Hz")
 
 
 def int_or_none(value: str | None) -> int | None:
-    """``int(value, 0)``, or None when the value is missing or not a number."""
+    """A decimal (or ``0x``-prefixed) integer, or None when missing or not a number."""
     if value is None:
         return None
     try:
