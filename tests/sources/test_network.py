@@ -96,3 +96,19 @@ def test_dangling_device_link_means_virtual(tmp_path):
 def test_missing_class_net_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="sys/class/net"):
         SOURCE.discover(SourceContext(HostFS(str(tmp_path) + "/"), {}))
+
+
+def test_unreadable_attribute_is_left_out(tmp_path):
+    host = host_tree(
+        tmp_path,
+        {
+            "sys/class/net/eth0/device": None,
+            "sys/class/net/eth0/operstate": "up\n",
+            "sys/class/net/eth0/speed/x": "a directory reads as an error\n",
+            "sys/class/net/eth0/mtu": "1500\n",
+        },
+    )
+    features = SOURCE.discover(SourceContext(host, {}))
+    assert features.instances["network.device"] == [
+        {"name": "eth0", "operstate": "up", "mtu": "1500"}
+    ]

@@ -274,3 +274,20 @@ def test_unquoted_yaml_class_codes_warn(gpu_host, caplog):
     # 03 is the YAML number 3: no 03xx device matches, and the user is told why.
     assert labels == {"0b40_8086.present": "true", "0b40_8086.sriov.capable": "true"}
     assert "quote class codes" in caplog.text
+
+
+def test_unreadable_files_cost_only_their_attribute_or_device(tmp_path):
+    # A directory where a file should be cannot be read, like an EIO/EINVAL file.
+    spec = {}
+    spec.update(_pci_function("sys/bus/pci/devices/0000:01:00.0", "030200", "10de", "20b0"))
+    spec.update(_pci_function("sys/bus/pci/devices/0000:02:00.0", "030000", "1a03", "2000"))
+    spec.update(_pci_function("sys/bus/pci/devices/0000:03:00.0", "0b4000", "8086", "37c8"))
+    spec["sys/bus/pci/devices/0000:01:00.0/sriov_totalvfs/x"] = "optional: left out\n"
+    del spec["sys/bus/pci/devices/0000:02:00.0/vendor"]
+    spec["sys/bus/pci/devices/0000:02:00.0/vendor/x"] = "mandatory: device skipped\n"
+    host = host_tree(tmp_path, spec)
+    devices = SOURCE.discover(SourceContext(host, {})).instances["pci.device"]
+    assert [(d["class"], "sriov_totalvfs" in d) for d in devices] == [
+        ("0302", False),
+        ("0b40", False),
+    ]
