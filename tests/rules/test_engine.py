@@ -18,8 +18,13 @@ def fake_features() -> Features:
     f.add_instances(
         "fake.instance",
         [
-            {"name": "instance_1", "attr_1": "true", "attr_2": "false", "attr_3": "10",
-             "attr_4": "foobar"},
+            {
+                "name": "instance_1",
+                "attr_1": "true",
+                "attr_2": "false",
+                "attr_3": "10",
+                "attr_4": "foobar",
+            },
             {"name": "instance_2", "attr_1": "true", "attr_2": "true", "attr_3": "100"},
             {"name": "instance_3"},
         ],
@@ -53,9 +58,11 @@ def test_feature_name_is_case_insensitive() -> None:
 
 
 def test_rule_without_matchers_always_matches() -> None:
-    out = run("[{name: r, labels: {a: b}, annotations: {vendor.io/n: v}, "
-              "taints: [{key: vendor.io/t, effect: NoSchedule}], "
-              "extendedResources: {vendor.io/r: '3'}}]")
+    out = run(
+        "[{name: r, labels: {a: b}, annotations: {vendor.io/n: v}, "
+        "taints: [{key: vendor.io/t, effect: NoSchedule}], "
+        "extendedResources: {vendor.io/r: '3'}}]"
+    )
     assert out.labels == {"a": "b"}
     assert out.annotations == {"vendor.io/n": "v"}
     assert out.taints == [{"key": "vendor.io/t", "value": "", "effect": "NoSchedule"}]
@@ -152,7 +159,9 @@ def test_templates_run_only_inside_a_match() -> None:
 
 
 def test_template_line_without_equals_is_an_error() -> None:
-    out = run("- {name: r, labelsTemplate: 'no-equals-here', matchFeatures: [{feature: fake.flag}]}")
+    out = run(
+        "- {name: r, labelsTemplate: 'no-equals-here', matchFeatures: [{feature: fake.flag}]}"
+    )
     assert out.labels == {} and "format must be" in out.errors[0]
 
 
@@ -204,14 +213,12 @@ def test_static_rules() -> None:
 
 def test_loader_errors_name_origin_rule_and_field() -> None:
     cases = {
-        "- {name: r, matchFeatures: [{feature: a.b, matchExpressions: {k: {op: Nope}}}]}":
-            "rule 'r'): matchFeatures[0] (feature 'a.b'): matchExpressions.k: op",
+        "- {name: r, matchFeatures: [{feature: a.b, matchExpressions: {k: {op: Nope}}}]}": "rule 'r'): matchFeatures[0] (feature 'a.b'): matchExpressions.k: op",
         "- {name: r, labels: [a]}": "rule 'r'): labels",
         "- {labels: {a: b}}": "name",
         "- {name: r, matchFeatures: {feature: a.b}}": "matchFeatures",
         "- {name: r, bogus: 1}": "unknown field(s) bogus",
-        "- {name: r, matchFeatures: [{feature: a.b, matchExpressions: {k: {op: In, value: x}}}]}":
-            "value",
+        "- {name: r, matchFeatures: [{feature: a.b, matchExpressions: {k: {op: In, value: x}}}]}": "value",
         "- {name: r, taints: [{effect: NoSchedule}]}": "taints[0]: key",
         "a: [": "invalid YAML",
         "- {name: r, matchOn: [{cpuId: [AVX]}]}": "matchOn",

@@ -173,8 +173,13 @@ def test_errors_against_a_present_value(expr: MatchExpression) -> None:
 
 @pytest.mark.parametrize(
     ("expr", "value"),
-    [(E("Gt", "2"), "str"), (E("Lt", "2"), "1.0"), (E("GtLt", "1", "10"), "5.0"),
-     (E("Ge", "2", type="version"), "str"), (E("GeLe", "-10", "10"), "str")],
+    [
+        (E("Gt", "2"), "str"),
+        (E("Lt", "2"), "1.0"),
+        (E("GtLt", "1", "10"), "5.0"),
+        (E("Ge", "2", type="version"), "str"),
+        (E("GeLe", "-10", "10"), "str"),
+    ],
     ids=str,
 )
 def test_error_on_non_number_input(expr: MatchExpression, value: str) -> None:
