@@ -112,7 +112,7 @@ def watch_targets(config: WorkerConfig, config_path: str | None) -> list[WatchTa
     if "local" in features:
         local = config.source_config("local")
         targets.append(WatchTarget(str(local.get("featuresDir") or DEFAULT_FEATURES_DIR), "local"))
-        if local.get("hooksEnabled"):
+        if _is_true(local.get("hooksEnabled")):
             targets.append(WatchTarget(str(local.get("hooksDir") or DEFAULT_HOOKS_DIR), "local"))
     if "custom" in features or "custom" in labels:
         rules_dir = config.source_config("custom")
@@ -122,6 +122,11 @@ def watch_targets(config: WorkerConfig, config_path: str | None) -> list[WatchTa
     if config_path:
         targets.append(WatchTarget(config_path, CONFIG_CHANGED, is_file=True))
     return targets
+
+
+def _is_true(value: object) -> bool:
+    # YAML gives a bool; a string from --options or an env-built config may say "true".
+    return value is True or str(value).strip().lower() == "true"
 
 
 def _read_fingerprint(path: str | None) -> bytes | None:

@@ -151,6 +151,7 @@ def test_a_failing_source_costs_only_itself(monkeypatch: pytest.MonkeyPatch) -> 
 def test_watch_targets_follow_the_config(tmp_path: Path) -> None:
     config = config_with(["local", "network"], ["custom", "local"])
     config.source_config("local")["featuresDir"] = str(tmp_path / "features.d")
+    config.source_config("local")["hooksEnabled"] = False
     config.source_config("custom")["rulesDir"] = str(tmp_path / "custom.d")
     targets = {(t.path, t.tag, t.is_file, t.depth) for t in watch_targets(config, "/c/w.conf")}
     assert targets == {

@@ -147,6 +147,43 @@ def test_a_burst_of_file_changes_gives_few_updates(tmp_path: Path, config_file: 
         assert worker.stop() == 0
 
 
+def test_custom_rule_files_follow(tmp_path: Path, config_file: Path) -> None:
+    rules = tmp_path / "custom.d"
+    rules.mkdir()
+    rule = [
+        {
+            "name": "node has a name",
+            "labels": {"nfd-test.example/named": "yes"},
+            "matchFeatures": [
+                {"feature": "system.name", "matchExpressions": {"nodename": {"op": "Exists"}}}
+            ],
+        }
+    ]
+    args = worker_args(
+        config_file,
+        "--feature-sources",
+        "system",
+        "--label-sources",
+        "custom",
+        "--rules-dir",
+        str(rules),
+    )
+    with running_worker(args) as worker:
+        assert worker.wait_first().labels == {}
+        (rules / "team-a").mkdir()
+        write_atomically(rules / "team-a" / "rules.yaml", yaml.safe_dump(rule))
+        worker.wait_for(
+            lambda labels: labels == {"nfd-test.example/named": "yes"},
+            REACTION_TIMEOUT,
+            what="the label of a new rule file in a custom.d sub-directory",
+        )
+        (rules / "team-a" / "rules.yaml").unlink()
+        worker.wait_for(
+            lambda labels: labels == {}, REACTION_TIMEOUT, what="the label gone with its rule"
+        )
+        assert worker.stop() == 0
+
+
 # -- devices (uevents) ------------------------------------------------------------------
 
 
@@ -181,8 +218,8 @@ def test_veth_pair_changes_network_features_and_a_custom_label(
         export = subprocess.run(
             [
                 sys.executable,
-                "-m",
-                "nfd.cli.nfd",
+                "-c",
+                "from nfd.cli.nfd import console_main; console_main()",
                 "export",
                 "features",
                 "--feature-sources",
