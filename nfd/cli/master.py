@@ -217,11 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         ).start()
 
     tls = TLSFiles(*tls_files) if all(tls_files) else None
-    try:
-        server = GrpcServer(master, args.port, tls=tls, verify_node_name=args.verify_node_name)
-    except (OSError, ValueError, RuntimeError) as err:
-        log.error("cannot start the gRPC server: %s", err)
-        return 2
     started = threading.Event()
     http = serve_http(
         args.metrics,
@@ -235,7 +230,14 @@ def main(argv: list[str] | None = None) -> int:
         loop_holder.update(loop=loop, stop=stop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await server.start()
+        try:
+            # grpc.aio binds the server to the running loop: create it here.
+            server = GrpcServer(master, args.port, tls=tls, verify_node_name=args.verify_node_name)
+            await server.start()
+        except (OSError, ValueError, RuntimeError) as err:
+            log.error("cannot start the gRPC server on port %d: %s", args.port, err)
+            exit_code[0] = 2
+            return
         started.set()
         log.info(
             "nfd-master %s serving gRPC on port %d (%s), metrics on %d%s",

@@ -87,6 +87,12 @@ class RuleWatcher:
                         return
                     version = self._relist()
             except Exception as err:  # noqa: BLE001 - CRD missing, API down: keep trying
-                log.warning("NodeFeatureRule watch: %s (retrying)", err)
+                if getattr(err, "status", None) == 404:
+                    # No CRD installed: no rules. Still ready; pick them up once it exists.
+                    if not self.synced.is_set():
+                        log.warning("NodeFeatureRule CRD not installed: running without rules")
+                    self.synced.set()
+                else:
+                    log.warning("NodeFeatureRule watch: %s (retrying)", err)
                 self._stop.wait(2.0)
                 time.sleep(0)
