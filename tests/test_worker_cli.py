@@ -261,3 +261,10 @@ def test_a_failing_source_costs_only_itself(empty_config):
     assert labels_of(proc) == PCI_LABELS
     assert "source network" in proc.stderr and "sys/class/net" in proc.stderr
     assert "source storage" in proc.stderr and "sys/block" in proc.stderr
+
+
+def test_no_publish_from_config(tmp_path):
+    config = tmp_path / "w.conf"
+    config.write_text("core:\n  noPublish: true\n  labelSources: [pci]\n")
+    proc = run("nfd-worker", "--oneshot", "--host-prefix", ROOTFS_1, "--config", str(config))
+    assert labels_of(proc) == PCI_LABELS
