@@ -91,7 +91,9 @@ def test_error_aborts_only_that_rule() -> None:
     out = run("""
 - name: bad
   labels: {bad: "1"}
-  matchFeatures: [{feature: fake.attribute, matchExpressions: {attr_3: {op: Gt, value: ["1", "2"]}}}]
+  matchFeatures:
+    - feature: fake.attribute
+      matchExpressions: {attr_3: {op: Gt, value: ["1", "2"]}}
 - name: good
   labels: {good: "1"}
 """)
@@ -212,13 +214,14 @@ def test_static_rules() -> None:
 
 
 def test_loader_errors_name_origin_rule_and_field() -> None:
+    terms = "- {name: r, matchFeatures: [{feature: a.b, matchExpressions: {k: %s}}]}"
     cases = {
-        "- {name: r, matchFeatures: [{feature: a.b, matchExpressions: {k: {op: Nope}}}]}": "rule 'r'): matchFeatures[0] (feature 'a.b'): matchExpressions.k: op",
+        terms % "{op: Nope}": "rule 'r'): matchFeatures[0] (feature 'a.b'): matchExpressions.k: op",
         "- {name: r, labels: [a]}": "rule 'r'): labels",
         "- {labels: {a: b}}": "name",
         "- {name: r, matchFeatures: {feature: a.b}}": "matchFeatures",
         "- {name: r, bogus: 1}": "unknown field(s) bogus",
-        "- {name: r, matchFeatures: [{feature: a.b, matchExpressions: {k: {op: In, value: x}}}]}": "value",
+        terms % "{op: In, value: x}": "value",
         "- {name: r, taints: [{effect: NoSchedule}]}": "taints[0]: key",
         "a: [": "invalid YAML",
         "- {name: r, matchOn: [{cpuId: [AVX]}]}": "matchOn",

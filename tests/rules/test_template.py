@@ -26,7 +26,8 @@ DATA = {
         ("{{ range list }}x{{ else }}empty{{ end }}", "empty"),
         ("{{ range 3 }}{{ . }}{{ end }}", "012"),
         (
-            '{{ range .fake.instance }}{{ if eq .name "i2" }}{{ break }}{{ end }}{{ .name }}{{ end }}',
+            '{{ range .fake.instance }}{{ if eq .name "i2" }}{{ break }}{{ end }}'
+            "{{ .name }}{{ end }}",
             "i1",
         ),
         (
@@ -82,7 +83,8 @@ DATA = {
             "d v true c",
         ),
         (
-            '{{ add 1 "2" 3 }} {{ sub 5 7 }} {{ mul 2 3 }} {{ div -7 2 }} {{ mod -7 2 }} {{ max 1 9 4 }}',
+            '{{ add 1 "2" 3 }} {{ sub 5 7 }} {{ mul 2 3 }} {{ div -7 2 }} {{ mod -7 2 }}'
+            " {{ max 1 9 4 }}",
             "6 -2 6 -3 -1 9",
         ),
         ('{{ atoi "42" }} {{ atoi "x" }} {{ int "7" }} {{ toString 5 }}', "42 0 7 5"),
