@@ -13,7 +13,7 @@ from nfd.worker.config import ConfigError
 
 # Subcommand modules; each has add_parser(subparsers). Modules that are not
 # written yet are skipped so the command keeps working while they land.
-SUBCOMMAND_MODULES = ("nfd.cli.export", "nfd.cli.rules")
+SUBCOMMAND_MODULES = ("nfd.cli.export", "nfd.cli.rules", "nfd.cli.docs")
 
 log = logging.getLogger("nfd")
 
