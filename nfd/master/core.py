@@ -209,7 +209,7 @@ class Master:
     def _run_rules(
         self, node: str, rules: list[Any], features: v1alpha1_pb2.Features | None
     ) -> Any:
-        from nfd.rules import execute_rules  # type: ignore[attr-defined]
+        from nfd.rules import execute_rules
 
         feats = features_from_proto(features) if features is not None else None
         if feats is None:

@@ -20,7 +20,7 @@ GROUP, VERSION, PLURAL = "nfd.k8s-sigs.io", "v1alpha1", "nodefeaturerules"
 
 def load_rule_objects(objects: list[dict[str, Any]], on_error: Callable[[str], None]) -> list[Any]:
     """Rules of all objects in name order (as upstream)."""
-    from nfd.rules import RuleError, load_rules  # type: ignore[attr-defined]
+    from nfd.rules import RuleError, load_rules
 
     rules: list[Any] = []
     for obj in sorted(objects, key=lambda o: (o.get("metadata") or {}).get("name", "")):
