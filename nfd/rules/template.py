@@ -730,15 +730,12 @@ class _State:
             raise self.error(node, f"function {name!r} not defined")
         if name in ("and", "or"):
             # Short-circuit: stop at the first decisive operand.
-            ops = list(args)
-            values = [lambda o=o: self.operand(dot, o) for o in ops]
-            if final is not _MISSING:
-                values.append(lambda: final)
-            if not values:
+            count = len(args) + (final is not _MISSING)
+            if not count:
                 raise self.error(node, f"wrong number of args for {name}: want at least 1 got 0")
             value: Any = None
-            for get in values:
-                value = get()
+            for i in range(count):
+                value = self.operand(dot, args[i]) if i < len(args) else final
                 if truth(value) != (name == "and"):
                     return value
             return value

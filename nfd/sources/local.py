@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -47,6 +48,7 @@ HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_LIMIT = 16 * 1024
 
 DIRECTIVE_PREFIX = "# +"
+_UNDECODED = re.compile("[\udc80-\udcff]")
 FEATURE_SET = "local.feature"
 LABEL_SET = "local.label"
 
@@ -104,8 +106,8 @@ def parse_feature_text(text: str, origin: str, now: datetime | None = None) -> P
                 else:
                     out.warnings.append(f"{where}: unknown directive {line!r}, ignored")
             continue
-        if "\x00" in line:
-            out.warnings.append(f"{where}: line contains a NUL byte, skipped")
+        if "\x00" in line or _UNDECODED.search(line):
+            out.warnings.append(f"{where}: line is not valid UTF-8 text, skipped")
             skip_label = skip_feature = False
             continue
         key, sep, value = line.partition("=")
@@ -130,12 +132,10 @@ def parse_feature_text(text: str, origin: str, now: datetime | None = None) -> P
     return out
 
 
-def _decode(data: bytes, origin: str, warnings: list[str]) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        warnings.append(f"{origin}: not valid UTF-8; undecodable bytes replaced")
-        return data.decode("utf-8", errors="replace")
+def _decode(data: bytes) -> str:
+    # Undecodable bytes become lone surrogates, so the parser can skip just
+    # the lines that hold them.
+    return data.decode("utf-8", errors="surrogateescape")
 
 
 def _visible_files(directory: str) -> list[str]:
@@ -175,7 +175,7 @@ def read_feature_files(directory: str, now: datetime | None = None) -> ParsedFea
         if len(data) > MAX_FILE_SIZE:
             total.warnings.append(f"{path}: over the {MAX_FILE_SIZE} byte limit, file skipped")
             continue
-        text = _decode(data, path, total.warnings)
+        text = _decode(data)
         parsed = parse_feature_text(text, path, now)
         _merge(total, parsed, path)
     return total
@@ -311,7 +311,7 @@ def run_hooks(
             )
             total.warnings.append(f"hook {name}: failed with {status}, output discarded")
             continue
-        text = _decode(result.stdout, f"hook {name}", total.warnings)
+        text = _decode(result.stdout)
         _merge(total, parse_feature_text(text, f"hook {name}", now), f"hook {name}")
     return total
 
