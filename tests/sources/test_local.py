@@ -34,7 +34,7 @@ def test_upstream_fixtures_give_7_features_and_8_labels() -> None:
         "foo": "baz",
         "featureKey2": "featureValue2",
         "featureKey3": "featureValue3",
-        "featureKeyUnparsable": "true",
+        "featureKeyUnparsable": "featureValue",
         "featureKeyValid": "featureValue",
     }
     assert parsed.labels == {
@@ -44,7 +44,7 @@ def test_upstream_fixtures_give_7_features_and_8_labels() -> None:
         "my-feature": "value",
         "featureKey2": "featureValue2",
         "featureKey3": "featureValue3",
-        "featureKeyUnparsable": "true",
+        "featureKeyUnparsable": "featureValue",
         "featureKeyValid": "featureValue",
     }
     assert "hiddenFeatureKey" not in parsed.labels  # .my.feature is hidden
