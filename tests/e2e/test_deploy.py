@@ -149,3 +149,21 @@ def test_worker_daemonset_lands_on_every_node(controller_manager: ControlPlane) 
         for name in nodes:
             plane.delete_node(name, wait=False)
         plane.kubectl("delete", "daemonset", "nfd-worker", "-n", namespace, "--wait=false")
+
+
+def test_the_rule_in_docs_deploy_md_is_accepted_by_the_crd(cluster: ControlPlane) -> None:
+    """The NodeFeatureRule example users copy from docs/deploy.md passes the CRD's schema."""
+    crd = REPO / "deploy" / "base" / "crd-nodefeaturerules.yaml"
+    cluster.kubectl("apply", "-f", str(crd), check=True)
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/nodefeaturerules.nfd.k8s-sigs.io",
+        check=True,
+    )  # fmt: skip
+    text = (REPO / "docs" / "deploy.md").read_text()
+    start = text.index("apiVersion: nfd.k8s-sigs.io/v1alpha1")
+    rule = text[start : text.index("```", start)]
+    assert "nodefeaturerule.nfd.k8s-sigs.io/example-accelerators created" in dry_run(cluster, rule)
+    broken = rule.replace("op: Exists", "op: Sometimes", 1)
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=broken)
+    assert result.returncode != 0, "the CRD accepted an unknown operator"
