@@ -7,8 +7,13 @@ import base64
 import socket
 import ssl
 import subprocess
+import sys
 import threading
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.deploy.manifests import REPO
 
 SCRIPT = REPO / "hack" / "make-certs.sh"
+BIN = Path(sys.executable).parent  # the venv's console scripts
 
 
 def make_certs(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -143,3 +149,72 @@ def test_bad_input_is_refused_with_a_message(tmp_path: Path, args: list[str]) ->
     assert result.returncode == 2
     assert "make-certs:" in result.stderr
     assert not (tmp_path / "x" / "ca.key").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def master_with_made_certs(certs: Path, tmp_path: Path) -> Iterator[int]:
+    """The real nfd-master, as the tls overlay runs it (--verify-node-name), but with
+    --no-publish so it needs no Kubernetes API; yields its gRPC port."""
+    port, metrics = _free_port(), _free_port()
+    log = (tmp_path / "master.log").open("wb")
+    master = subprocess.Popen(
+        [
+            str(BIN / "nfd-master"), "--no-publish", f"--port={port}", f"--metrics={metrics}",
+            f"--ca-file={certs / 'ca.crt'}", f"--cert-file={certs / 'master.crt'}",
+            f"--key-file={certs / 'master.key'}", "--verify-node-name",
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/healthz", timeout=1):
+                    break
+            except OSError:
+                if master.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"nfd-master did not start:\n{(tmp_path / 'master.log').read_text()}"
+                    )
+                time.sleep(0.2)
+        yield port
+    finally:
+        master.terminate()
+        master.wait(10)
+        log.close()
+
+
+def run_worker(port: int, node: str, certs: Path, cert_name: str, tmp_path: Path) -> Any:
+    host = tmp_path / "host"
+    (host / "etc").mkdir(parents=True, exist_ok=True)
+    (host / "etc" / "os-release").write_text('ID=ubuntu\nVERSION_ID="22.04"\n')
+    return subprocess.run(
+        [
+            str(BIN / "nfd-worker"), "--oneshot", f"--host-prefix={host}/",
+            "--label-sources=system", "--feature-sources=system", "--config=/dev/null",
+            f"--server=127.0.0.1:{port}", f"--ca-file={certs / 'ca.crt'}",
+            f"--cert-file={certs / 'workers' / (cert_name + '.crt')}",
+            f"--key-file={certs / 'workers' / (cert_name + '.key')}",
+        ],
+        env={"NODE_NAME": node, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_real_master_and_worker_with_the_made_certificates(
+    master_with_made_certs: int, certs: Path, tmp_path: Path
+) -> None:
+    """A worker publishes with its own node's certificate; with another node's certificate
+    the master refuses it (--verify-node-name), as the tls overlay deploys them."""
+    ok = run_worker(master_with_made_certs, "node-a", certs, "node-a", tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "published" in ok.stderr
+    impostor = run_worker(master_with_made_certs, "gpu-1.example.com", certs, "node-a", tmp_path)
+    assert impostor.returncode != 0
+    assert "PERMISSION_DENIED" in impostor.stderr
