@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from nfd.regex import RegexError, compile_re2
@@ -71,6 +72,12 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return (int(major), int(minor or 0), int(patch or 0))
 
 
+@lru_cache(maxsize=1 << 16)
+def _regex_matches(pattern: str, text: str) -> bool:
+    """Unanchored RE2 search, memoised: the same names meet the same patterns every run."""
+    return compile_re2(pattern).search(text) is not None
+
+
 @dataclass(frozen=True)
 class MatchExpression:
     op: str
@@ -109,7 +116,8 @@ class MatchExpression:
             return value not in self.value
         if op == "InRegexp":
             self._check_non_empty()
-            return any(r.search(value) is not None for r in self._compiled())
+            self._compiled()  # raises on a bad pattern, as upstream
+            return any(_regex_matches(p, value) for p in self.value)
         if op in _ONE_VALUE_OPS:
             if len(self.value) != 1:
                 raise ExpressionError(
