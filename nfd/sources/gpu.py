@@ -83,7 +83,7 @@ def read_gpu_device(host: HostFS, address: str) -> dict[str, str] | None:
     driver = host.readlink(f"{base}/driver")
     if driver:
         device["driver"] = os.path.basename(driver.rstrip("/"))
-    info = host.read_text(f"{NVIDIA_PROC_GPUS}/{address}/information")
+    info = host.read_text(f"{NVIDIA_PROC_GPUS}/{address}/information", limit=64 * 1024)
     if info is not None:
         model = parse_information(info).get("Model")
         if model:
@@ -110,7 +110,7 @@ def discover_gpus(host: HostFS) -> list[dict[str, str]]:
 
 def read_driver_version(host: HostFS) -> dict[str, str] | None:
     for rel in (NVIDIA_MODULE_VERSION, NVIDIA_PROC_VERSION):
-        text = host.read_text(rel)
+        text = host.read_text(rel, limit=64 * 1024)
         if text is None:
             continue
         parts = parse_driver_version(text)
