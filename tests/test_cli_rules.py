@@ -158,3 +158,15 @@ def test_validate(tmp_path: Path) -> None:
     assert any(line.startswith(f"{bad}: rule 'r1': labels:") for line in lines)
     assert any("matchExpressions.k: not a number 'x'" in line for line in lines)
     assert "5 problem(s)" in result.stderr
+
+
+def test_validate_worker_files(tmp_path: Path) -> None:
+    custom_d = tmp_path / "legacy.yaml"
+    custom_d.write_text(
+        "- {name: a, matchOn: [{cpuId: [AVX]}]}\n"
+        "- {name: b, labels: {b: '1'}, matchFeatures: [{feature: x.y, "
+        "matchExpressions: {k: true}}]}\n"
+    )
+    assert nfd("validate", "--worker", str(custom_d)).returncode == 0
+    result = nfd("validate", str(custom_d))
+    assert result.returncode == 1 and "matchOn" in result.stdout

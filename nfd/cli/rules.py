@@ -9,7 +9,8 @@ when a rule fails with an error (the output of the other rules is still
 printed), 2 when an input cannot be read.
 
 ``nfd validate RULES.yaml...`` reports every problem with file, rule and
-field; it exits 0 only when every file is valid.
+field; it exits 0 only when every file is valid. ``--worker`` checks custom.d
+files (worker shorthands and the legacy ``matchOn`` format allowed).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     validate = subparsers.add_parser("validate", help="check NodeFeatureRule files")
     validate.add_argument("files", nargs="+", metavar="RULE.yaml")
+    validate.add_argument(
+        "--worker",
+        action="store_true",
+        help="files are custom.d rule files: also accept the worker shorthands and legacy matchOn",
+    )
     validate.add_argument("-v", "--verbose", action="count", default=0)
     validate.set_defaults(func=run_validate)
 
@@ -129,7 +135,7 @@ def run_validate(args: argparse.Namespace) -> int:
     problems_total = 0
     for path in args.files:
         try:
-            problems = validate_rules(_read(path), path)
+            problems = validate_rules(_read(path), path, worker=args.worker)
         except InputError as err:
             problems = [str(err)]
         for problem in problems:
