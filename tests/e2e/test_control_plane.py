@@ -220,7 +220,8 @@ def test_daemonset_gets_pods_only_on_matching_nodes(
 
 def test_stopping_leaves_no_process_behind() -> None:
     plane = ControlPlane.start_new()
-    pids = [c.process.pid for c in plane._components.values()]
+    pids = list(plane.pids().values())
+    assert len(pids) == 2  # etcd and kube-apiserver
     workdir = plane.workdir
     plane.stop()
     for pid in pids:

@@ -179,7 +179,7 @@ def _stop_all() -> None:
         plane.stop()
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: each instance owns its own processes
 class ControlPlane:
     """etcd + kube-apiserver on loopback; see the module docstring.
 
@@ -447,6 +447,10 @@ class ControlPlane:
     def _log_text(self, name: str) -> str:
         component = self._components.get(name)
         return component.log_path.read_text(errors="replace") if component else ""
+
+    def pids(self) -> dict[str, int]:
+        """Component name -> process id (also of components that have exited)."""
+        return {name: c.process.pid for name, c in self._components.items()}
 
     def log_paths(self) -> dict[str, Path]:
         """Component name -> log file path."""
