@@ -54,6 +54,7 @@ def test_master_and_worker_accept_their_args(overlay: str) -> None:
     worker = parsed(objs, worker_kind, "nfd-worker")
     assert worker.server == "nfd-master:8080"
     assert worker.host_prefix == "/host-"
+    assert worker.metrics == 8081
     assert worker.oneshot == (overlay == "oneshot")
     if overlay == "tls":
         assert master.verify_node_name and master.ca_file and master.cert_file

@@ -115,6 +115,7 @@ def test_non_default_values() -> None:
     assert {p["pathPrefix"] for p in scc["allowedHostPaths"]} == set(host_mounts(worker))
     assert all(p["readOnly"] for p in scc["allowedHostPaths"])
     find(objs, "ServiceMonitor", "nfd-master")
+    find(objs, "PodMonitor", "nfd-worker")
     secrets = {v["secret"]["secretName"] for v in pod_spec(worker)["volumes"] if "secret" in v}
     assert secrets == {"nfd-worker-certs"}
 

@@ -168,6 +168,11 @@ def test_worker_daemonset() -> None:
     assert "--server=nfd-master:8080" in c["args"]
     env = {e["name"]: e for e in c["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    # /metrics and /healthz on 8081, probed there.
+    assert "--metrics=8081" in c["args"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 8081}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     mounts = host_mounts(worker)
     assert {host: path for host, (path, _) in mounts.items()} == WORKER_HOST_MOUNTS
     assert all(read_only for _, read_only in mounts.values())
@@ -265,6 +270,14 @@ def test_prometheus_servicemonitor_targets_the_metrics_port() -> None:
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    # Workers have no Service: a PodMonitor picks their pods' metrics port.
+    pods = find(objs, "PodMonitor", "nfd-worker")
+    worker = find(objs, "DaemonSet", "nfd-worker")
+    pod_labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels.get(k) == v for k, v in pods["spec"]["selector"]["matchLabels"].items())
+    ports = {p["name"] for p in container(worker)["ports"]}
+    assert {e["port"] for e in pods["spec"]["podMetricsEndpoints"]} <= ports
+    assert pods["metadata"]["namespace"] == NAMESPACE
 
 
 def test_openshift_scc_allows_exactly_the_worker_host_paths() -> None:
