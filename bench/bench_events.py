@@ -170,18 +170,21 @@ def bench_idle(work: Path) -> None:
     )
     try:
         worker.wait_first()
-        time.sleep(1.0)
-        proc = psutil.Process(worker.proc.pid)
-        cpu0, ctx0 = proc.cpu_times(), _ctx_switches(proc)
-        time.sleep(IDLE_SECONDS)
-        cpu1, ctx1 = proc.cpu_times(), _ctx_switches(proc)
-        threads = proc.num_threads()
+        measure_idle(worker, "idle worker (--no-publish, /metrics served)")
     finally:
         worker.close()
+
+
+def measure_idle(worker: WorkerProcess, what: str) -> None:
+    time.sleep(1.0)
+    proc = psutil.Process(worker.proc.pid)
+    cpu0, ctx0 = proc.cpu_times(), _ctx_switches(proc)
+    time.sleep(IDLE_SECONDS)
+    cpu1, ctx1 = proc.cpu_times(), _ctx_switches(proc)
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     print(
-        f"idle worker over {IDLE_SECONDS:.0f} s: CPU {cpu * 1000:.1f} ms, "
-        f"{ctx1 - ctx0} context switches in {threads} threads "
+        f"{what} over {IDLE_SECONDS:.0f} s: CPU {cpu * 1000:.1f} ms, "
+        f"{ctx1 - ctx0} context switches in {proc.num_threads()} threads "
         f"(target: 0 wakeups between 60 s timer ticks)"
     )
 
@@ -252,6 +255,7 @@ def bench_end_to_end(work: Path) -> None:
             latencies.append(landed - start)
             time.sleep(0.2)
         report(name, latencies, "<= 1000 ms")
+        measure_idle(worker, "idle publishing worker (gRPC stream to nfd-master)")
     except (AssertionError, RuntimeError, TimeoutError) as err:
         tail = ""
         if (work / "nfd-master.log").exists():
