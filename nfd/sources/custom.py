@@ -67,15 +67,33 @@ def rule_files(directory: str) -> list[str]:
     return files
 
 
+# Parsed rule files by (path, mtime, size): the worker re-reads the directory
+# every cycle, and unchanged files need not be parsed (or warned about) again.
+_FILE_CACHE: dict[str, tuple[tuple[int, int], list[Rule]]] = {}
+
+
+def _load_file(path: str) -> list[Rule]:
+    stat = os.stat(path)
+    key = (stat.st_mtime_ns, stat.st_size)
+    cached = _FILE_CACHE.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    if stat.st_size > MAX_RULE_FILE_SIZE:
+        raise RuleError(f"{path}: larger than {MAX_RULE_FILE_SIZE} bytes")
+    with open(path, "rb") as f:
+        data = f.read()
+    rules = load_rules(data, path, worker=True)
+    if len(_FILE_CACHE) > 1024:
+        _FILE_CACHE.clear()
+    _FILE_CACHE[path] = (key, rules)
+    return rules
+
+
 def load_rules_dir(directory: str, warnings: list[str] | None = None) -> list[Rule]:
     rules: list[Rule] = []
     for path in rule_files(directory):
         try:
-            if os.path.getsize(path) > MAX_RULE_FILE_SIZE:
-                raise RuleError(f"{path}: larger than {MAX_RULE_FILE_SIZE} bytes")
-            with open(path, "rb") as f:
-                data = f.read()
-            rules.extend(load_rules(data, path, worker=True))
+            rules.extend(_load_file(path))
         except RuleError as err:
             message = f"custom: rule file skipped: {err}"
             log.warning("%s", message)
@@ -94,6 +112,10 @@ class CustomSource(Source):
     priority = 10
     prefix_labels = False
 
+    def __init__(self) -> None:
+        # The parsed sources.custom rules and the config they came from.
+        self._config_cache: tuple[str, list[Rule]] | None = None
+
     def default_config(self) -> dict[str, Any]:
         return {"rules": [], "rulesDir": DEFAULT_RULES_DIR}
 
@@ -110,11 +132,16 @@ class CustomSource(Source):
 
     def config_rules(self, config: Mapping[str, Any]) -> list[Rule]:
         raw = config.get("rules") or []
+        key = repr(raw)
+        if self._config_cache is not None and self._config_cache[0] == key:
+            return self._config_cache[1]
         try:
-            return load_rules(raw, "sources.custom", worker=True)
+            rules = load_rules(raw, "sources.custom", worker=True)
         except RuleError as err:
             log.warning("custom: %s", err)
-            return []
+            rules = []
+        self._config_cache = (key, rules)
+        return rules
 
     def all_rules(self, config: Mapping[str, Any]) -> list[Rule]:
         directory = str(config.get("rulesDir") or DEFAULT_RULES_DIR)

@@ -126,3 +126,13 @@ def test_source_identity() -> None:
     }
     ctx = SourceContext(HostFS("/"), {"rules": [], "rulesDir": "/nonexistent"})
     assert SOURCE.labels(Features(), ctx) == {}
+
+
+def test_changed_rule_files_are_reread(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("- {name: one, labels: {v: '1'}}\n")
+    assert [r.name for r in load_rules_dir(str(tmp_path))] == ["one"]
+    path.write_text("- {name: second, labels: {v: '2'}}\n")
+    assert [r.name for r in load_rules_dir(str(tmp_path))] == ["second"]
+    path.unlink()
+    assert load_rules_dir(str(tmp_path)) == []
