@@ -552,8 +552,11 @@ class Template:
         from nfd.rules.template_funcs import FUNCS
 
         self.funcs: Mapping[str, Callable[..., Any]] = funcs if funcs is not None else FUNCS
-        parser = _Parser(source, self.funcs)
-        self.root = parser.parse()
+        try:
+            parser = _Parser(source, self.funcs)
+            self.root = parser.parse()
+        except RecursionError:
+            raise TemplateError("template nesting too deep") from None
         self.defines = parser.defines
 
     def execute(self, data: Any) -> str:

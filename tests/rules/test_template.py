@@ -156,3 +156,12 @@ def test_expand_map() -> None:
     assert expand_map("  a=1 \n\n b=x=y\nc=\n") == {"a": "1", "b": "x=y", "c": ""}
     with pytest.raises(TemplateError, match="format must be"):
         expand_map("a=1\nnoequals")
+
+
+def test_deep_nesting_is_a_clear_error() -> None:
+    for source in [
+        "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+        "{{ if 1 }}" * 3000 + "{{ end }}" * 3000,
+    ]:
+        with pytest.raises(TemplateError, match="too deep"):
+            Template(source).execute({})
