@@ -87,6 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def normalize_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Accept upstream's Go-style single-dash long flags (``-oneshot``, ``-server=x``).
+
+    Only names of our own long options are rewritten, so a value such as
+    ``-cpu`` in ``--label-sources=-cpu`` is never touched.
+    """
+    long_options = {
+        opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")
+    }
+    out = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
+            name = arg.split("=", 1)[0]
+            if "-" + name in long_options:
+                arg = "-" + arg
+        out.append(arg)
+    return out
+
+
 def _deep_merge(base: Any, overlay: Any) -> Any:
     if isinstance(base, Mapping) and isinstance(overlay, Mapping):
         out = dict(base)
@@ -248,7 +267,8 @@ def _run(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(normalize_argv(parser, sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose)
     problem = _tls_error(args)
     if problem:

@@ -302,6 +302,19 @@ def test_options_overlay_the_config_file(config_file: Path) -> None:
     assert list(json.loads(proc.stdout)) == ["feature.node.kubernetes.io/system-os_release.ID"]
 
 
+def test_go_style_single_dash_flags(config_file: Path) -> None:
+    proc = run_cli(
+        "-oneshot",
+        "-no-publish",
+        f"-config={config_file}",
+        "-label-sources=system",
+        "-label-whitelist",
+        "^system-os_release.ID$",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert list(json.loads(proc.stdout)) == ["feature.node.kubernetes.io/system-os_release.ID"]
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
