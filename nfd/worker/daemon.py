@@ -286,6 +286,8 @@ class WorkerDaemon:
                 self._metrics.config_reload_failed()
             return False
         log.info("config %s reloaded", self._config_path)
+        if config.core.no_publish != self.config.core.no_publish:
+            log.warning("core.noPublish changed in the config: takes effect after a restart")
         self.config = config
         if self._files is not None:
             self._files.set_targets(watch_targets(config, self._config_path))

@@ -351,8 +351,12 @@ class FileWatcher:
             try:
                 wd = self._inotify.add_watch(path, mask)
             except OSError as err:
-                # Gone again, or not readable: the next event or tick retries.
-                log.debug("cannot watch %s: %s", path, err)
+                # Gone again (a race with its removal): the parent's event retries.
+                # Anything else (no permission, out of watches) is worth a warning.
+                level = (
+                    logging.DEBUG if err.errno in (errno.ENOENT, errno.ENOTDIR) else logging.WARNING
+                )
+                log.log(level, "cannot watch %s: %s", path, err)
                 self._unwatch(path)
                 continue
             if current is not None and current[0] != wd:
