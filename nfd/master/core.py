@@ -50,6 +50,20 @@ class Result:
     unchanged: bool = False
 
 
+def message_digest(msg: Any) -> bytes:
+    """Digest of a whole request (Update with seq cleared, or SetLabelsRequest):
+    serializing in C is ~3x faster than walking a 100-label map in Python."""
+    seq = getattr(msg, "seq", None)
+    if seq:
+        msg.seq = 0
+    try:
+        data = msg.SerializeToString(deterministic=True)
+    finally:
+        if seq:
+            msg.seq = seq
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 def request_digest(labels: Mapping[str, str], features: v1alpha1_pb2.Features | None) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     for k, v in sorted(labels.items()):
@@ -143,10 +157,13 @@ class Master:
         features: v1alpha1_pb2.Features | None,
         *,
         full: bool = True,
+        digest: bytes | None = None,
     ) -> Result:
-        """One update from a worker (full = the worker's complete current state)."""
+        """One update from a worker (full = the worker's complete current state).
+        ``digest`` identifies the content (default: computed from labels and features)."""
         self.metrics.update_requests.inc()
-        digest = request_digest(labels, features)
+        if digest is None:
+            digest = request_digest(labels, features)
         with self._lock:
             st = self._nodes.setdefault(node, _NodeState())
             if full:

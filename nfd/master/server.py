@@ -21,7 +21,7 @@ from nfd._proto import (
     nfdstream_pb2,
     nfdstream_pb2_grpc,
 )
-from nfd.master.core import Master, Result
+from nfd.master.core import Master, Result, message_digest
 from nfd.master.wire import MAX_LABELS, MAX_MESSAGE_BYTES
 
 log = logging.getLogger("nfd-master")
@@ -100,7 +100,9 @@ class LabelerServicer(labeler_pb2_grpc.LabelerServicer):
         await self.auth.check(context, request.node_name)
         await _check_size(context, request.labels)
         features = request.features if request.HasField("features") else None
-        self.master.handle_update(request.node_name, request.labels, features, full=True)
+        self.master.handle_update(
+            request.node_name, request.labels, features, full=True, digest=message_digest(request)
+        )
         return labeler_pb2.SetLabelsReply()
 
 
@@ -142,13 +144,20 @@ class StreamServicer(nfdstream_pb2_grpc.FeatureStreamServicer):
                     )
                 await _check_size(context, up.labels)
                 features = up.features if up.HasField("features") else None
-                result = self.master.handle_update(node, up.labels, features, full=up.full)
+                result = self.master.handle_update(
+                    node, up.labels, features, full=up.full, digest=message_digest(up)
+                )
                 ack = nfdstream_pb2.Ack(seq=up.seq, unchanged=result.unchanged)
                 if not result.unchanged:
                     ack.labels.update(result.labels)
                     ack.rejected.extend(_rejections(result))
+                reply = nfdstream_pb2.MasterMessage(ack=ack)
+                # Drop the parsed messages before waiting for the next one: an idle stream
+                # must not pin a request's protobuf arena (tens of KiB per node at scale).
+                del msg, up, features, result, ack
                 async with lock:
-                    await context.write(nfdstream_pb2.MasterMessage(ack=ack))
+                    await context.write(reply)
+                del reply
         finally:
             if node:
                 self.streams.pop(id(context), None)
