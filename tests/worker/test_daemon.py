@@ -182,20 +182,18 @@ def test_a_veth_pair_appears_and_goes_through_uevents(veth_pair: tuple[str, str]
         first = collected.wait_for(lambda r: True, 10, "the initial discovery")
         assert name not in virtual_names(first.features)
         assert daemon.watching_uevents
-        start = time.monotonic()
         add_veth(name, peer)
         seen = collected.wait_for(
             lambda r: {name, peer} <= virtual_names(r.features), 5, f"{name} and {peer}"
         )
-        added_after = time.monotonic() - start
         delete_link(name)
         collected.wait_for(
             lambda r: not ({name, peer} & virtual_names(r.features)), 5, f"{name} gone"
         )
-    assert daemon.passes.get("uevent", 0) >= 2
+    # Adding and deleting the pair sent a dozen uevents (net + queues); debounced,
+    # they gave a pass or two each.
+    assert 2 <= daemon.passes.get("uevent", 0) <= 4
     assert "timer" not in daemon.passes
-    # The pair (two add events) was debounced into few passes, not one per event.
-    assert added_after < 2.0
     attrs = next(i for i in seen.features.instances["network.virtual"] if i["name"] == name)
     assert attrs.get("mtu") == "1500"
 
