@@ -56,6 +56,17 @@ def cluster(control_plane: ControlPlane) -> ControlPlane:
     return control_plane
 
 
+def install_nfr_crd(plane: ControlPlane) -> None:
+    """The NodeFeatureRule CRD for real (idempotent; other tests may have installed it)."""
+    crd = REPO / "deploy" / "base" / "crd-nodefeaturerules.yaml"
+    plane.kubectl("apply", "-f", str(crd), check=True)
+    plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/nodefeaturerules.nfd.k8s-sigs.io",
+        check=True,
+    )  # fmt: skip
+
+
 def dry_run(plane: ControlPlane, manifests: str) -> str:
     result = plane.kubectl("apply", "--dry-run=server", "-f", "-", input=manifests)
     assert result.returncode == 0, result.stderr
@@ -154,13 +165,7 @@ def test_worker_daemonset_lands_on_every_node(controller_manager: ControlPlane) 
 
 def test_the_rule_in_docs_deploy_md_is_accepted_by_the_crd(cluster: ControlPlane) -> None:
     """The NodeFeatureRule example users copy from docs/deploy.md passes the CRD's schema."""
-    crd = REPO / "deploy" / "base" / "crd-nodefeaturerules.yaml"
-    cluster.kubectl("apply", "-f", str(crd), check=True)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/nodefeaturerules.nfd.k8s-sigs.io",
-        check=True,
-    )  # fmt: skip
+    install_nfr_crd(cluster)
     text = (REPO / "docs" / "deploy.md").read_text()
     start = text.index("apiVersion: nfd.k8s-sigs.io/v1alpha1")
     rule = text[start : text.index("```", start)]
@@ -168,3 +173,55 @@ def test_the_rule_in_docs_deploy_md_is_accepted_by_the_crd(cluster: ControlPlane
     broken = rule.replace("op: Exists", "op: Sometimes", 1)
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=broken)
     assert result.returncode != 0, "the CRD accepted an unknown operator"
+
+
+def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> None:
+    """The base's RBAC applied for real (renamed, so no other test's objects are touched) and
+    checked by the apiserver's RBAC authorizer, impersonating the two ServiceAccounts."""
+    install_nfr_crd(cluster)
+    suffix = secrets.token_hex(3)
+    namespace = f"nfd-rbac-{suffix}"
+    cluster.kubectl("create", "namespace", namespace, check=True)
+    objs = []
+    for obj in load_all(kustomize("default")):
+        if obj["kind"] not in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                               "RoleBinding"):  # fmt: skip
+            continue
+        meta = obj["metadata"]
+        if "namespace" in meta:
+            meta["namespace"] = namespace
+        if obj["kind"].startswith("Cluster"):
+            meta["name"] = f"{meta['name']}-{suffix}"
+        if obj["kind"] == "ClusterRoleBinding":
+            obj["roleRef"]["name"] = f"{obj['roleRef']['name']}-{suffix}"
+        for subject in obj.get("subjects", []):
+            subject["namespace"] = namespace
+        objs.append(obj)
+    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(map(json.dumps, objs)), check=True)
+
+    def can(account: str, *args: str) -> bool:
+        sa = f"system:serviceaccount:{namespace}:{account}"
+        result = cluster.kubectl("auth", "can-i", "--as", sa, *args)
+        assert result.stdout.strip() in ("yes", "no"), result.stderr
+        return result.stdout.strip() == "yes"
+
+    allowed = [
+        ("get", "nodes"), ("list", "nodes"), ("watch", "nodes"), ("patch", "nodes"),
+        ("update", "nodes"), ("patch", "nodes", "--subresource=status"),
+        ("list", "nodefeaturerules.nfd.k8s-sigs.io"), ("watch", "nodefeaturerules.nfd.k8s-sigs.io"),
+        ("create", "leases.coordination.k8s.io", "-n", namespace),
+        ("update", "leases.coordination.k8s.io", "-n", namespace),
+    ]  # fmt: skip
+    denied = [
+        ("delete", "nodes"), ("create", "nodes"), ("list", "secrets", "-A"), ("list", "pods"),
+        ("create", "nodefeaturerules.nfd.k8s-sigs.io"),
+        ("delete", "nodefeaturerules.nfd.k8s-sigs.io"),
+        ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
+        ("update", "nodes", "--subresource=status"),
+    ]  # fmt: skip
+    for args in allowed:
+        assert can("nfd-master", *args), f"nfd-master cannot {args}"
+    for args in denied:
+        assert not can("nfd-master", *args), f"nfd-master can {args}"
+    for args in allowed + denied:
+        assert not can("nfd-worker", *args), f"nfd-worker can {args}"
