@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nfd.gpu.marking import (
     DEPLOY_LABELS,
@@ -271,3 +273,42 @@ def test_helpers() -> None:
     assert is_mig_capable({"nvidia.com/mig.capable": "true", PRODUCT: "Tesla-T4"})
     assert is_mig_capable({PRODUCT: "NVIDIA-A30"})
     assert not is_mig_capable({})
+
+
+# ------------------------------------------------------------------ properties
+
+_KEYS = [
+    PCI_VENDOR,
+    PCI_3D,
+    PCI_VGA,
+    GPU_PRESENT_LABEL,
+    DEPLOY_OPERANDS_LABEL,
+    PRODUCT,
+    "nvidia.com/mig.capable",
+    *DEPLOY_LABELS,
+]
+_VALUES = ["true", "false", "", "paused-for-driver-upgrade", "pre-installed", "NVIDIA-A100"]
+
+
+@given(
+    labels=st.dictionaries(st.sampled_from(_KEYS), st.sampled_from(_VALUES)),
+    owned=st.sets(st.sampled_from([GPU_PRESENT_LABEL, *DEPLOY_LABELS])),
+)
+def test_properties(labels: dict[str, str], owned: set[str]) -> None:
+    wanted = compute_gpu_labels(labels, owned)
+    # Only the marking labels, and only valid values.
+    assert set(wanted) <= {GPU_PRESENT_LABEL, *DEPLOY_LABELS}
+    # Someone else's non-empty value is never overwritten or claimed.
+    for key, value in labels.items():
+        if key in wanted and key not in owned and value and key != GPU_PRESENT_LABEL:
+            raise AssertionError(f"claimed {key}={value!r}")
+    # Deploy labels only on a node that ends up gpu.present=true without operands=false.
+    if any(key in DEPLOY_LABELS for key in wanted):
+        assert wanted[GPU_PRESENT_LABEL] == "true"
+        assert labels.get(DEPLOY_OPERANDS_LABEL) != "false"
+    # gpu.present is never taken from "true" to absent.
+    if labels.get(GPU_PRESENT_LABEL) == "true":
+        assert wanted.get(GPU_PRESENT_LABEL) in ("true", "false")
+    # Applying the result is a fixed point.
+    node, now_owned = apply_like_master(dict(labels), owned, wanted)
+    assert compute_gpu_labels(node, now_owned) == wanted
