@@ -39,8 +39,10 @@ def discover_features(
     durations: dict[str, float] | None = None,
 ) -> Features:
     """Run ``discover`` of every enabled feature source and merge the results."""
-    names = sources if sources is not None else select_sources(
-        config.core.feature_sources, "featureSources"
+    names = (
+        sources
+        if sources is not None
+        else select_sources(config.core.feature_sources, "featureSources")
     )
     features = Features()
     for name in names:
