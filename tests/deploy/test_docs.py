@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,24 @@ def test_command_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture
     out.write_text("stale\n")
     assert main(["docs", "labels", "--check", str(out)]) == 1
     assert "out of date" in capsys.readouterr().err
+
+
+DEPLOY_MD = REPO / "docs" / "deploy.md"
+
+
+def test_deploy_md_names_only_paths_that_exist() -> None:
+    text = DEPLOY_MD.read_text()
+    paths = set(re.findall(r"`((?:deploy|hack|docs)/[\w./-]+)`", text))
+    paths |= {m for m in re.findall(r"\((\w[\w./-]*\.md)\)", text)}
+    assert paths
+    for path in paths:
+        where = REPO / path if "/" in path else REPO / "docs" / path
+        assert where.exists(), f"docs/deploy.md mentions {path}, which does not exist"
+
+
+def test_deploy_md_rule_example_validates(tmp_path: Path) -> None:
+    text = DEPLOY_MD.read_text()
+    start = text.index("apiVersion: nfd.k8s-sigs.io/v1alpha1")
+    rule = tmp_path / "rule.yaml"
+    rule.write_text(text[start : text.index("```", start)])
+    assert main(["validate", str(rule)]) == 0
