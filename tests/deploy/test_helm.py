@@ -101,7 +101,9 @@ def test_non_default_values() -> None:
         "requests": {"cpu": "200m", "memory": "256Mi"},
         "limits": {"cpu": "1", "memory": "1Gi"},
     }
-    assert "runAsUser" not in pod_spec(master)["securityContext"]  # OpenShift assigns it
+    # OpenShift's restricted-v2 SCC assigns the master's UID and fsGroup.
+    assert "runAsUser" not in pod_spec(master)["securityContext"]
+    assert "fsGroup" not in pod_spec(master)["securityContext"]
     worker = find(objs, "DaemonSet", "nfd-worker")
     assert pod_spec(worker)["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

@@ -32,7 +32,8 @@ runAsNonRoot: true
 runAsUser: 65534
 runAsGroup: 65534
 {{- end }}
-{{- if .Values.tls.enabled }}
+{{- /* OpenShift's restricted-v2 SCC assigns fsGroup from the namespace's range itself. */}}
+{{- if and .Values.tls.enabled (not .Values.openshift.enabled) }}
 fsGroup: 65534
 {{- end }}
 seccompProfile:
