@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nfd.sources import SOURCE_NAMES, get_source
 from nfd.worker.config import build_config, parse_config_text
 from tests.deploy.manifests import (
     DEPLOY,
@@ -205,6 +206,23 @@ def test_worker_config_documents_real_options() -> None:
     config = build_config(data, "uncommented nfd-worker.conf")
     assert config.warnings == []
     assert config == build_config({}, "defaults")
+    # ... and every option of every source is there (fake is a test-only source).
+    for name in SOURCE_NAMES:
+        defaults = get_source(name).default_config()
+        if name == "fake" or not defaults:
+            continue
+        documented = data["sources"][name]
+        assert keys(documented) == keys(defaults), f"sources.{name}"
+
+
+def keys(tree: Any, prefix: str = "") -> set[str]:
+    """Every key path of nested mappings (``cpuid.attributeBlacklist``)."""
+    out = set()
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.add(prefix + key)
+            out |= keys(value, prefix + key + ".")
+    return out
 
 
 def test_oneshot_runs_the_worker_as_a_job_with_the_same_mounts() -> None:
