@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# upstream-nfd.sh — build and locate upstream node-feature-discovery (Go) as a test oracle.
+#
+#   hack/upstream-nfd.sh build          build (or reuse) nfd-worker, nfd-master, kubectl-nfd and
+#                                       a second nfd-worker whose host path prefix is PREFIX_ROOT
+#   hack/upstream-nfd.sh path <name>    print the cached binary's path (exit 1 if not built)
+#   hack/upstream-nfd.sh version        print the pinned version
+#   hack/upstream-nfd.sh env            print NFD_UPSTREAM_* variables for the tests and bench
+#
+# v0.16.x is the last upstream minor with the gRPC Labeler API (nfd-master -enable-nodefeature-api
+# =false); v0.16.6 is the newest v0.16 patch the Go module proxy serves. Same conventions as
+# hack/control-plane.sh: built in a throw-away wrapper module under $NFD_CACHE/build (never inside
+# the repository), cached as $NFD_CACHE/bin/upstream-<name>-<version> with a stable symlink
+# $NFD_CACHE/bin/upstream-<name>. A run with the cache present only checks that the files exist.
+#
+# Upstream reads host paths through pkg/utils/hostpath, whose prefix is a link-time constant
+# (-X .../hostpath.pathPrefix). The plain build uses "/" (this machine). The "prefixed" worker
+# uses $PREFIX_ROOT, a fixed directory the tests fill with symlinks to a fixture tree's
+# sys/proc/etc/... so that upstream can be pointed at fixtures (see docs/compatibility.md).
+set -euo pipefail
+
+NFD_UPSTREAM_VERSION=${NFD_UPSTREAM_VERSION:-v0.16.6}
+NFD_CACHE=${NFD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfd}
+BIN_DIR=$NFD_CACHE/bin
+BUILD_DIR=$NFD_CACHE/build
+# Baked into the prefixed worker; must end with "/" (upstream concatenates prefix + "sys").
+PREFIX_ROOT=/tmp/nfd-upstream-root/
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+MODULE=sigs.k8s.io/node-feature-discovery
+
+BINARIES=(nfd-worker nfd-master kubectl-nfd nfd-worker-prefixed)
+
+log() { printf '[upstream-nfd] %s\n' "$*" >&2; }
+
+versioned_path() { echo "$BIN_DIR/upstream-$1-$NFD_UPSTREAM_VERSION"; }
+
+go_env() {
+  env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" "$GO" "$@"
+}
+
+all_cached() {
+  local name
+  for name in "${BINARIES[@]}"; do [[ -x $(versioned_path "$name") ]] || return 1; done
+  [[ -f $BIN_DIR/upstream-nfd-api-crds-$NFD_UPSTREAM_VERSION.yaml ]]
+}
+
+link_all() {
+  local name
+  for name in "${BINARIES[@]}"; do
+    ln -sfn "upstream-$name-$NFD_UPSTREAM_VERSION" "$BIN_DIR/upstream-$name"
+  done
+}
+
+install_binary() {
+  local name=$1 built=$2 dest
+  dest=$(versioned_path "$name")
+  install -m 0755 "$built" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
+}
+
+# mod_info prints one field (GoMod, Dir) of `go mod download -json` for a module@version.
+mod_info() {
+  (cd / && env GOFLAGS= GOTOOLCHAIN=local "$GO" mod download -json "$1" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2")
+}
+mod_file() { mod_info "$1" GoMod; }
+
+cmd_build() {
+  local start=$SECONDS dir nfd_gomod k8s_version staging module rep ldflags pkg
+  mkdir -p "$BIN_DIR" "$BUILD_DIR"
+  exec 7>"$NFD_CACHE/upstream-nfd-build.lock"
+  if ! flock -n 7; then
+    log "another build holds $NFD_CACHE/upstream-nfd-build.lock; waiting for it"
+    flock 7
+  fi
+  if all_cached; then
+    link_all
+    log "node-feature-discovery $NFD_UPSTREAM_VERSION: cached"
+    return
+  fi
+  dir=$BUILD_DIR/node-feature-discovery-$NFD_UPSTREAM_VERSION
+  log "node-feature-discovery $NFD_UPSTREAM_VERSION: building in $dir"
+  mkdir -p "$dir" && cd "$dir"
+  [[ -f go.mod ]] || go_env mod init local/nfd-upstream-bin >/dev/null 2>&1
+  # api/nfd is a separate module that NFD resolves with a local replace (./api/nfd); it is
+  # tagged together with the main module, so require both at the same version.
+  go_env mod edit -go="$("$GO" env GOVERSION | sed 's/^go//')" \
+    -require="$MODULE@$NFD_UPSTREAM_VERSION" -require="$MODULE/api/nfd@$NFD_UPSTREAM_VERSION"
+
+  # NFD's own versioned replaces (k8s staging modules, gogo/protobuf) only apply inside its
+  # module; copy them. Local ones (=> ./...) are dropped: api/nfd is required above.
+  nfd_gomod=$(mod_file "$MODULE@$NFD_UPSTREAM_VERSION")
+  sed -n 's#^[[:space:]]*\([^[:space:]]\+\)[[:space:]]*=>[[:space:]]*\([^.[:space:]][^[:space:]]*\)[[:space:]]\+\(v[^[:space:]]\+\).*#\1=\2@\3#p' "$nfd_gomod" |
+    while read -r rep; do go_env mod edit -replace="$rep"; done
+  # k8s.io/kubernetes requires its staging modules at v0.0.0; resolve every one of them with
+  # the published staging version (v1.X.Y -> v0.X.Y), read from that k8s go.mod.
+  k8s_version=$(sed -n 's#^[[:space:]]*k8s\.io/kubernetes[[:space:]]\+\(v[^[:space:]]\+\).*#\1#p' "$nfd_gomod" | head -1)
+  staging=v0.${k8s_version#v1.}
+  for module in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$(mod_file "k8s.io/kubernetes@$k8s_version")"); do
+    go_env mod edit -replace="$module=$module@$staging"
+  done
+
+  ldflags="-s -w -X $MODULE/pkg/version.version=$NFD_UPSTREAM_VERSION"
+  mkdir -p out
+  go_env build -trimpath -ldflags "$ldflags" -o out/ \
+    "$MODULE/cmd/nfd-worker" "$MODULE/cmd/nfd-master" "$MODULE/cmd/kubectl-nfd"
+  # Same worker with a different link-time host prefix: only hostpath and its importers relink.
+  go_env build -trimpath -ldflags "$ldflags -X $MODULE/pkg/utils/hostpath.pathPrefix=$PREFIX_ROOT" \
+    -o out/nfd-worker-prefixed "$MODULE/cmd/nfd-worker"
+  for pkg in "${BINARIES[@]}"; do install_binary "$pkg" "out/$pkg"; done
+  # The CRDs ship in the module zip; keep a copy next to the binaries for the tests.
+  install -m 0644 "$(mod_info "$MODULE@$NFD_UPSTREAM_VERSION" Dir)/deployment/base/nfd-crds/nfd-api-crds.yaml" \
+    "$BIN_DIR/upstream-nfd-api-crds-$NFD_UPSTREAM_VERSION.yaml"
+  link_all
+  "$(versioned_path nfd-worker)" -version >&2 || true
+  log "node-feature-discovery $NFD_UPSTREAM_VERSION: built in $((SECONDS - start))s"
+}
+
+cmd_path() {
+  local name=${1:?usage: upstream-nfd.sh path <name>} path
+  path=$(versioned_path "$name")
+  if [[ ! -x $path ]]; then
+    log "upstream $name $NFD_UPSTREAM_VERSION is not built: run \`make install\` (hack/upstream-nfd.sh build)"
+    return 1
+  fi
+  echo "$path"
+}
+
+cmd_env() {
+  local name var
+  echo "NFD_UPSTREAM_VERSION=$NFD_UPSTREAM_VERSION"
+  echo "NFD_UPSTREAM_PREFIX_ROOT=$PREFIX_ROOT"
+  echo "NFD_UPSTREAM_CRDS=$BIN_DIR/upstream-nfd-api-crds-$NFD_UPSTREAM_VERSION.yaml"
+  for name in "${BINARIES[@]}"; do
+    var=$(tr 'a-z-' 'A-Z_' <<<"$name")
+    echo "NFD_UPSTREAM_$var=$(versioned_path "$name")"
+  done
+}
+
+main() {
+  case ${1:-} in
+    build) cmd_build ;;
+    path) shift; cmd_path "$@" ;;
+    version) echo "node-feature-discovery $NFD_UPSTREAM_VERSION" ;;
+    env) cmd_env ;;
+    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; return 2 ;;
+  esac
+}
+
+main "$@"
