@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--enable-leader-election", nargs="?", const=True, default=False, type=parse_bool
     )
+    p.add_argument("--leader-elect-lease-duration", type=parse_duration_s, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=parse_duration_s, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=parse_duration_s, default=2.0)
     p.add_argument(
         "--namespace",
         default=None,
@@ -213,7 +216,14 @@ def main(argv: list[str] | None = None) -> int:
                 loop.call_soon_threadsafe(loop_holder["stop"].set)
 
         LeaderElector(
-            api_client, _namespace(args.namespace), identity, master.queue.resume, lost
+            api_client,
+            _namespace(args.namespace),
+            identity,
+            master.queue.resume,
+            lost,
+            lease_duration=args.leader_elect_lease_duration,
+            renew_deadline=args.leader_elect_renew_deadline,
+            retry_period=args.leader_elect_retry_period,
         ).start()
 
     tls = TLSFiles(*tls_files) if all(tls_files) else None
