@@ -242,3 +242,31 @@ def test_policy_config_passed_through() -> None:
         assert m.master.metrics.labels_rejected._value.get() == 1
     finally:
         m.stop()
+
+
+def test_master_reloads_rotated_certificates(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    old_ca = CA(tmp_path / "old")
+    cert, key = old_ca.issue("nfd-master", ["nfd-master"], server=True)
+    tls = TLSFiles(str(tmp_path / "ca.crt"), str(tmp_path / "master.crt"), str(tmp_path / "m.key"))
+    Path(tls.ca_file).write_bytes(old_ca.ca_file.read_bytes())
+    Path(tls.cert_file).write_bytes(cert.read_bytes())
+    Path(tls.key_file).write_bytes(key.read_bytes())
+    m = start_master(tls=tls)
+    try:
+        with _secure(m.address, old_ca, *old_ca.issue("w1")) as ch:
+            _set(ch, "w1")
+        # Rotate to a new CA and master certificate without restarting the master.
+        (tmp_path / "new").mkdir()
+        new_ca = CA(tmp_path / "new", "new-ca")
+        cert2, key2 = new_ca.issue("nfd-master", ["nfd-master"], server=True)
+        Path(tls.ca_file).write_bytes(new_ca.ca_file.read_bytes())
+        Path(tls.cert_file).write_bytes(cert2.read_bytes())
+        Path(tls.key_file).write_bytes(key2.read_bytes())
+        with _secure(m.address, new_ca, *new_ca.issue("w2")) as ch:
+            _set(ch, "w2")
+        with _secure(m.address, old_ca, *old_ca.issue("w3")) as ch:
+            with pytest.raises(grpc.RpcError):
+                _set(ch, "w3")
+    finally:
+        m.stop()
