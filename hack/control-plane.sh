@@ -47,7 +47,8 @@ go_env() {
 install_binary() {
   local name=$1 built=$2 dest
   dest=$(versioned_path "$name")
-  install -m 0755 "$built" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
+  # A rename within the cache: atomic, and no second copy of ~300 MB left in build/.
+  chmod 0755 "$built" && mv -f "$built" "$dest"
   ln -sfn "$(basename "$dest")" "$BIN_DIR/$name"
 }
 
