@@ -11,12 +11,17 @@ installed first so those overlays can be dry-run too.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import secrets
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.manifests import (
     NAMESPACE,
@@ -27,9 +32,12 @@ from tests.deploy.manifests import (
     kustomize,
     load_all,
 )
-from tests.kube.controlplane import ControlPlane, wait_until
+from tests.kube.controlplane import ControlPlane, _http_ok, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
+
+# A captured host with an NVIDIA data-centre GPU (tests/golden/host_full.py makes it).
+HOST_TREE = REPO / "tests" / "fixtures" / "host-full"
 
 
 @pytest.fixture(scope="module")
@@ -175,13 +183,13 @@ def test_the_rule_in_docs_deploy_md_is_accepted_by_the_crd(cluster: ControlPlane
     assert result.returncode != 0, "the CRD accepted an unknown operator"
 
 
-def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> None:
-    """The base's RBAC applied for real (renamed, so no other test's objects are touched) and
-    checked by the apiserver's RBAC authorizer, impersonating the two ServiceAccounts."""
-    install_nfr_crd(cluster)
+def apply_rbac_renamed(plane: ControlPlane, prefix: str) -> str:
+    """Apply the base's ServiceAccounts and RBAC for real in a new namespace, with the
+    cluster-scoped objects renamed, so no other test's objects are touched; return the
+    namespace."""
     suffix = secrets.token_hex(3)
-    namespace = f"nfd-rbac-{suffix}"
-    cluster.kubectl("create", "namespace", namespace, check=True)
+    namespace = f"{prefix}-{suffix}"
+    plane.kubectl("create", "namespace", namespace, check=True)
     objs = []
     for obj in load_all(kustomize("default")):
         if obj["kind"] not in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
@@ -197,7 +205,15 @@ def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> N
         for subject in obj.get("subjects", []):
             subject["namespace"] = namespace
         objs.append(obj)
-    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(map(json.dumps, objs)), check=True)
+    plane.kubectl("apply", "-f", "-", input="\n---\n".join(map(json.dumps, objs)), check=True)
+    return namespace
+
+
+def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> None:
+    """The base's RBAC applied for real (renamed, so no other test's objects are touched) and
+    checked by the apiserver's RBAC authorizer, impersonating the two ServiceAccounts."""
+    install_nfr_crd(cluster)
+    namespace = apply_rbac_renamed(cluster, "nfd-rbac")
 
     def can(account: str, *args: str) -> bool:
         sa = f"system:serviceaccount:{namespace}:{account}"
@@ -225,3 +241,129 @@ def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> N
         assert not can("nfd-master", *args), f"nfd-master can {args}"
     for args in allowed + denied:
         assert not can("nfd-worker", *args), f"nfd-worker can {args}"
+
+
+def _expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """Kubernetes' $(VAR) expansion of container args."""
+    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in args]
+
+
+def _replace_flag(args: list[str], flag: str, value: str) -> list[str]:
+    out = [a for a in args if not a.startswith(flag + "=")]
+    return [*out, f"{flag}={value}"]
+
+
+CERTS_MOUNT = "/etc/kubernetes/node-feature-discovery/certs"
+
+
+def secret_volume(secret: dict[str, object], where: Path) -> Path:
+    """Lay a Secret's keys out as files, as the kubelet does for a secret volume."""
+    where.mkdir(parents=True)
+    data = secret["data"]
+    assert isinstance(data, dict)
+    for key, value in data.items():
+        (where / key).write_bytes(base64.b64decode(value))
+    return where
+
+
+@pytest.mark.parametrize("overlay", ["default", "tls", "gpu"])
+def test_the_overlay_runs_with_its_own_rbac_and_config(
+    cluster: ControlPlane, tmp_path: Path, overlay: str
+) -> None:
+    """nfd-master and nfd-worker started with exactly the args, ConfigMap values, worker
+    config (and, for tls, Secrets made by hack/make-certs.sh) of the overlay, the master
+    authenticated as the nfd-master ServiceAccount (so with nothing but the manifests' RBAC):
+    a node gets its labels and the GPU marking. Only what a pod would get from Kubernetes is
+    substituted: the host tree, the master's address, free ports, the API server's address
+    and where the Secret volumes are."""
+    install_nfr_crd(cluster)
+    namespace = apply_rbac_renamed(cluster, "nfd-run")
+    node = f"deploy-run-{secrets.token_hex(3)}"
+    cluster.register_node(node)
+    objs = load_all(kustomize(overlay))
+
+    def named(kind: str, name: str) -> dict[str, Any]:
+        return next(o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name)
+
+    master_conf = named("ConfigMap", "nfd-master-conf")["data"]
+    worker_conf = named("ConfigMap", "nfd-worker-conf")["data"]
+    master_c = named("Deployment", "nfd-master")["spec"]["template"]["spec"]["containers"][0]
+    worker_c = named("DaemonSet", "nfd-worker")["spec"]["template"]["spec"]["containers"][0]
+    master_certs = worker_certs = CERTS_MOUNT
+    if overlay == "tls":
+        out = tmp_path / "certs"
+        subprocess.run(
+            [str(REPO / "hack" / "make-certs.sh"), "--out", str(out), node],
+            check=True,
+            capture_output=True,
+        )
+        made = {
+            d["metadata"]["name"]: d for d in yaml.safe_load_all((out / "secrets.yaml").read_text())
+        }
+        master_certs = str(secret_volume(made["nfd-master-cert"], tmp_path / "master-certs"))
+        worker_certs = str(secret_volume(made["nfd-worker-certs"], tmp_path / "worker-certs"))
+
+    # The in-cluster identity of the master pod: its ServiceAccount's token.
+    token = cluster.kubectl(
+        "create", "token", "nfd-master", "-n", namespace, "--duration=1h", check=True
+    ).stdout.strip()
+    kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig["users"] = [{"name": "nfd-master", "user": {"token": token}}]
+    kubeconfig["contexts"][0]["context"]["user"] = "nfd-master"
+    sa_kubeconfig = tmp_path / "nfd-master.kubeconfig"
+    sa_kubeconfig.write_text(json.dumps(kubeconfig))
+
+    port, metrics = free_port(), free_port()
+    master_args = _expand(master_c["args"], master_conf)
+    master_args = [a.replace(CERTS_MOUNT, master_certs) for a in master_args]
+    master_args = _replace_flag(master_args, "--port", str(port))
+    master_args = _replace_flag(master_args, "--metrics", str(metrics))
+    bin_dir = Path(sys.executable).parent
+    log = (tmp_path / "master.log").open("wb")
+    master = subprocess.Popen(
+        [str(bin_dir / master_c["command"][0]), *master_args, f"--kubeconfig={sa_kubeconfig}",
+         f"--namespace={namespace}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: master.poll() is None and _http_ok(f"http://127.0.0.1:{metrics}/healthz"),
+            60,
+            "nfd-master /healthz",
+        )
+        conf = tmp_path / "nfd-worker.conf"
+        conf.write_text(worker_conf["nfd-worker.conf"])
+        worker_args = _expand(worker_c["args"], {"NODE_NAME": node})
+        worker_args = [a.replace(CERTS_MOUNT, worker_certs) for a in worker_args]
+        # The master certificate names nfd-master, localhost and 127.0.0.1.
+        worker_args = _replace_flag(worker_args, "--server", f"127.0.0.1:{port}")
+        worker_args = _replace_flag(worker_args, "--host-prefix", f"{HOST_TREE}/")
+        worker_args = _replace_flag(worker_args, "--config", str(conf))
+        worker_args = _replace_flag(worker_args, "--metrics", "0")
+        worker = subprocess.run(
+            [str(bin_dir / worker_c["command"][0]), "--oneshot", *worker_args],
+            env={"NODE_NAME": node, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert worker.returncode == 0, worker.stderr
+
+        def labelled() -> dict[str, str] | None:
+            labels = cluster.core.read_node(node).metadata.labels or {}
+            return labels if "nvidia.com/gpu.present" in labels else None
+
+        labels = wait_until(labelled, 60, f"labels on {node}")
+        assert labels["feature.node.kubernetes.io/system-os_release.ID"] == "ubuntu"
+        # The gpu overlay uses the GPU Operator's vendor-only PCI label names.
+        pci = "pci-10de.present" if overlay == "gpu" else "pci-0302_10de.present"
+        assert labels[f"feature.node.kubernetes.io/{pci}"] == "true"
+        assert labels["nvidia.com/gpu.present"] == "true"
+        assert labels["nvidia.com/gpu.deploy.driver"] == "true"
+    finally:
+        master.terminate()
+        master.wait(15)
+        log.close()
+        cluster.delete_node(node, wait=False)
+    master_log = (tmp_path / "master.log").read_text()
+    assert "Forbidden" not in master_log
+    if overlay == "tls":
+        assert "(mTLS)" in master_log
