@@ -1,0 +1,251 @@
+"""Wire interoperability with upstream v0.16 over the gRPC Labeler API, on a real control plane.
+
+- upstream nfd-worker -> our nfd-master, plaintext and mTLS: its labels land on the Node;
+- our nfd-worker -> upstream nfd-master (started with -enable-nodefeature-api=false): ours land.
+
+Upstream's binaries come from hack/upstream-nfd.sh (`make install`); if they are missing the
+tests fail with that hint.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.compat import upstream
+from tests.e2e.master_harness import (
+    BIN,
+    FIXTURES,
+    FNK,
+    Harness,
+    Proc,
+    install_nfr_crd,
+    make_harness,
+    register,
+    unique,
+)
+from tests.kube.controlplane import ControlPlane, free_port, node_manifest, wait_until
+from tests.master.certs import CA
+
+
+@pytest.fixture
+def harness(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Harness]:
+    yield from make_harness(control_plane, tmp_path)
+
+
+def nfd_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Labels NFD added: everything but the kubelet-style ones the node registers with."""
+    return {k: v for k, v in labels.items() if not k.startswith(("kubernetes.io/", "node."))}
+
+
+def register_kubelet_node(h: Harness, prefix: str) -> str:
+    """A Node with the annotation every real kubelet sets. Upstream v0.16's master cannot
+    label a Node without any annotation: its JSON patch adds under a null
+    /metadata/annotations, which the apiserver rejects (docs/compatibility.md §3)."""
+    from kubernetes import client
+
+    name = unique(prefix)
+    manifest = node_manifest(name)
+    manifest["metadata"]["annotations"] = {
+        "volumes.kubernetes.io/controller-managed-attach-detach": "true"
+    }
+    h.plane.core.create_node(body=client.V1Node.from_dict(manifest))
+    h.nodes.append(name)
+    return name
+
+
+def upstream_worker(h: Harness, node: str, server: str, *extra: str) -> Proc:
+    """Upstream's worker, oneshot, publishing over gRPC (not the NodeFeature API)."""
+    argv = upstream.upstream_worker_argv(h.tmp, extra=extra)
+    argv.remove("-no-publish")
+    argv += ["-enable-nodefeature-api=false", f"-server={server}", "-grpc-health=0"]
+    return h.spawn(f"upstream-worker-{node}", argv, env={"NODE_NAME": node})
+
+
+def wait_exit(proc: Proc, timeout: float = 90) -> int:
+    try:
+        return proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"{proc.name} still running after {timeout}s:\n{proc.text()}"
+        ) from None
+
+
+def expected_upstream_labels(h: Harness) -> dict[str, str]:
+    """What upstream's worker computes on this machine (its -no-publish dump)."""
+    labels = upstream.run_upstream_worker(h.tmp)
+    assert labels, "upstream computed no labels on this machine"
+    return labels
+
+
+def test_upstream_worker_to_our_master_plaintext(harness: Harness) -> None:
+    want = expected_upstream_labels(harness)
+    node = register(harness, "up-worker")
+    _, port = harness.master()
+    worker = upstream_worker(harness, node, f"127.0.0.1:{port}")
+    assert wait_exit(worker) == 0, f"upstream worker failed:\n{worker.text()}"
+    labels = harness.wait_labels(
+        node, lambda lb: nfd_labels(lb) == want, "upstream worker's labels", timeout=30
+    )
+    annotation = harness.node(node).metadata.annotations["nfd.node.kubernetes.io/feature-labels"]
+    assert annotation.split(",") == sorted(k.removeprefix(FNK + "/") for k in want)
+    assert "sending labeling request to nfd-master" in worker.text()
+    assert nfd_labels(labels) == want
+
+
+def make_pki(tmp: Path, node: str) -> tuple[CA, tuple[Path, Path], tuple[Path, Path]]:
+    ca = CA(tmp)
+    # Go verifies the server name against SANs only; the worker asks for "nfd-master".
+    master = ca.issue("nfd-master", sans=["nfd-master"], server=True)
+    worker = ca.issue(node, sans=[node])
+    return ca, master, worker
+
+
+def test_upstream_worker_to_our_master_mtls(harness: Harness) -> None:
+    want = expected_upstream_labels(harness)
+    node = register(harness, "up-mtls")
+    ca, (mcert, mkey), (wcert, wkey) = make_pki(harness.tmp, node)
+    _, port = harness.master(
+        f"--ca-file={ca.ca_file}",
+        f"--cert-file={mcert}",
+        f"--key-file={mkey}",
+        "--verify-node-name",
+    )
+    tls = (
+        f"-ca-file={ca.ca_file}",
+        f"-cert-file={wcert}",
+        f"-key-file={wkey}",
+        "-server-name-override=nfd-master",
+    )
+    worker = upstream_worker(harness, node, f"127.0.0.1:{port}", *tls)
+    assert wait_exit(worker) == 0, f"upstream worker failed over mTLS:\n{worker.text()}"
+    harness.wait_labels(node, lambda lb: nfd_labels(lb) == want, "labels over mTLS", timeout=30)
+
+    # A certificate for another node is refused by --verify-node-name: the worker fails and the
+    # target node gets nothing.
+    victim = register(harness, "up-victim")
+    impostor = upstream_worker(harness, victim, f"127.0.0.1:{port}", *tls)
+    assert wait_exit(impostor) != 0, f"impostor was accepted:\n{impostor.text()}"
+    assert nfd_labels(harness.node_labels(victim)) == {}
+
+
+def start_upstream_master(h: Harness, *extra: str) -> tuple[Proc, int]:
+    """Upstream v0.16 nfd-master with the gRPC Labeler API, on the harness's control plane."""
+    upstream.install_upstream_crds(h.plane.kubectl)
+    install_nfr_crd(h.plane)
+    own_node = register(h, "up-master")
+    port, metrics, health = free_port(), free_port(), free_port()
+    argv = upstream.upstream_master_argv(h.tmp, h.plane.kubeconfig, port, metrics, health, *extra)
+    proc = h.spawn("upstream-master", argv, env=upstream.upstream_master_env(own_node))
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"upstream nfd-master exited:\n{proc.text()}")
+        return upstream.port_open(port) and upstream.port_open(health)
+
+    wait_until(ready, 60, "upstream nfd-master to serve gRPC")
+    return proc, port
+
+
+def our_export(tree: str, features_dir: Path) -> dict[str, str]:
+    """What our worker computes for the tree (nfd export labels with the same inputs)."""
+    out = subprocess.run(
+        [
+            str(BIN / "nfd"),
+            "export",
+            "labels",
+            f"--host-prefix={FIXTURES / tree}/",
+            f"--features-dir={features_dir}",
+            f"--config={features_dir.parent / 'empty.conf'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(out.stdout)
+
+
+def our_oneshot_worker(h: Harness, node: str, port: int, tree: str, *extra: str) -> Proc:
+    features = h.tmp / "features"
+    features.mkdir(exist_ok=True)
+    (features / "compat").write_text("compat-local=yes\nvendor.example.com/compat-ns=1\n")
+    (h.tmp / "empty.conf").write_text("# defaults only\n")
+    return h.spawn(
+        f"worker-{node}",
+        [
+            str(BIN / "nfd-worker"),
+            f"--server=127.0.0.1:{port}",
+            "--oneshot",
+            f"--host-prefix={FIXTURES / tree}/",
+            f"--features-dir={features}",
+            f"--config={h.tmp / 'empty.conf'}",
+            "--metrics=0",
+            *extra,
+        ],
+        env={"NODE_NAME": node},
+    )
+
+
+def test_our_worker_to_upstream_master(harness: Harness) -> None:
+    master, port = start_upstream_master(harness)
+    node = register_kubelet_node(harness, "our-worker")
+    worker = our_oneshot_worker(harness, node, port, "host-full")
+    assert wait_exit(worker) == 0, f"our worker failed against upstream:\n{worker.text()}"
+    # Unprefixed names (local source) get the default namespace from the master.
+    exported = our_export("host-full", harness.tmp / "features")
+    want = {(k if "/" in k else f"{FNK}/{k}"): v for k, v in exported.items()}
+    assert f"{FNK}/compat-local" in want and "vendor.example.com/compat-ns" in want
+    labels = harness.wait_labels(
+        node, lambda lb: nfd_labels(lb) == want, "our worker's labels", timeout=30
+    )
+    assert nfd_labels(labels) == want
+    assert "gRPC SetLabels request received" in master.text()
+
+
+def test_our_worker_to_upstream_master_mtls_alpn(harness: Harness) -> None:
+    """Known limit (docs/compatibility.md §3): upstream v0.16's master hands its TLS settings
+    over through tls.Config.GetConfigForClient without NextProtos, so it negotiates no ALPN.
+    Current gRPC clients (grpc-core, grpc-go >= 1.67) refuse such a server; upstream's own
+    v0.16 worker (grpc-go 1.63) does not check. The certificates are fine: upstream's worker
+    gets through with the very same ones, ours is refused with the ALPN error."""
+    node = register_kubelet_node(harness, "our-mtls")
+    ca, (mcert, mkey), (wcert, wkey) = make_pki(harness.tmp, node)
+    _, port = start_upstream_master(
+        harness,
+        f"-ca-file={ca.ca_file}",
+        f"-cert-file={mcert}",
+        f"-key-file={mkey}",
+        "-verify-node-name",
+    )
+    theirs = upstream_worker(
+        harness,
+        node,
+        f"127.0.0.1:{port}",
+        f"-ca-file={ca.ca_file}",
+        f"-cert-file={wcert}",
+        f"-key-file={wkey}",
+        "-server-name-override=nfd-master",
+    )
+    assert wait_exit(theirs) == 0, f"upstream worker failed over mTLS:\n{theirs.text()}"
+    harness.wait_labels(node, lambda lb: bool(nfd_labels(lb)), "upstream labels over mTLS", 30)
+
+    ours = our_oneshot_worker(
+        harness,
+        node,
+        port,
+        "cpu-only",
+        f"--ca-file={ca.ca_file}",
+        f"--cert-file={wcert}",
+        f"--key-file={wkey}",
+        "--server-name-override=nfd-master",
+    )
+    code = wait_exit(ours)
+    assert code != 0 and "ALPN" in ours.text(), (
+        f"our worker over mTLS to upstream v0.16 master: exit {code}. If this now works, "
+        f"update docs/compatibility.md §3 and assert the labels instead.\n{ours.text()}"
+    )
