@@ -139,6 +139,7 @@ class _Component:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str] = field(default_factory=list)  # to start it again (start_component)
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -196,6 +197,7 @@ class ControlPlane:
     startup_seconds: float = 0.0
     _components: dict[str, _Component] = field(default_factory=dict)
     _api_client: Any = None
+    _etcd_url: str = ""
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -267,6 +269,51 @@ class ControlPlane:
         except (TimeoutError, ControlPlaneError) as err:
             raise ControlPlaneError(f"{err}\n{self.logs()}") from err
 
+    # ----------------------------------------------------------------------------- faults
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one component ("etcd", "kube-apiserver", ...) to simulate an outage.
+
+        SIGTERM lets it shut down gracefully (SIGKILL after 10 s); pass SIGKILL for a crash.
+        """
+        component = self._components[name]
+        if sig == signal.SIGTERM:
+            component.stop()
+            return
+        try:
+            os.killpg(component.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        component.process.wait(timeout=10)
+
+    def start_component(self, name: str, timeout: float = 90.0) -> None:
+        """Start a stopped component again with its original arguments: same ports, same data
+        directory, so clients and kubeconfigs keep working. Waits until it is ready."""
+        previous = self._components[name]
+        if previous.running():
+            raise ControlPlaneError(f"{name} is still running")
+        self._spawn(name, previous.argv)
+        wait_until(
+            lambda: self._check_alive(name) and self._ready(name),
+            timeout,
+            f"{name} to be ready again",
+        )
+
+    def restart_component(
+        self, name: str, down_seconds: float = 0.0, sig: int = signal.SIGTERM, timeout: float = 90.0
+    ) -> None:
+        """stop_component, stay down for `down_seconds`, then start_component."""
+        self.stop_component(name, sig)
+        time.sleep(down_seconds)
+        self.start_component(name, timeout)
+
+    def _ready(self, name: str) -> bool:
+        if name == "etcd":
+            return _http_ok(f"{self._etcd_url}/health")
+        if name == "kube-apiserver":
+            return _http_ok(f"{self.server}/readyz", self.token)
+        return True  # kube-controller-manager serves nothing here; running is all we can see
+
     # ----------------------------------------------------------------------------- processes
 
     def _spawn(self, name: str, argv: list[str]) -> _Component:
@@ -280,7 +327,7 @@ class ControlPlane:
                 start_new_session=True,  # own process group: killpg reaches any helpers too
                 preexec_fn=_die_with_parent,
             )
-        component = _Component(name, process, log_path)
+        component = _Component(name, process, log_path, argv)
         self._components[name] = component
         return component
 
@@ -316,6 +363,7 @@ class ControlPlane:
             timeout,
             "etcd /health",
         )
+        self._etcd_url = client_url
         return client_url
 
     def _start_apiserver(self, etcd_url: str, timeout: float) -> None:
