@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -149,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.verify_node_name and not all(tls_files):
         log.error("--verify-node-name needs --ca-file, --cert-file and --key-file")
+        return 2
+    if args.instance and not re.fullmatch(
+        r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", args.instance
+    ):
+        log.error(
+            "--instance %r: must be alphanumerics, '-', '_' or '.', starting and ending "
+            "with an alphanumeric",
+            args.instance,
+        )
         return 2
     if args.nfd_api_parallelism <= 0:
         log.error("--nfd-api-parallelism must be > 0")

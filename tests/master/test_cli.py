@@ -33,6 +33,7 @@ def test_go_style_flags() -> None:
         (["--ca-file=x"], "must be given together"),
         (["--verify-node-name"], "--verify-node-name needs"),
         (["--nfd-api-parallelism=0"], "must be > 0"),
+        (["--instance=-bad"], "--instance"),
         (["--no-publish", "--label-whitelist=("], "--label-whitelist"),
     ],
 )

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -167,3 +168,48 @@ def test_never_exits_while_master_is_down(publisher_factory) -> None:  # type: i
     finally:
         m2.stop()
     threading.Event().wait(0)
+
+
+def test_publisher_reloads_rotated_tls_files(tmp_path: Path, publisher_factory) -> None:  # type: ignore[no-untyped-def]
+    from nfd.master.server import TLSFiles
+    from tests.master.certs import CA
+
+    def pki(name: str) -> tuple[CA, TLSFiles, tuple[Path, Path]]:
+        d = tmp_path / name
+        d.mkdir()
+        ca = CA(d, f"{name}-ca")
+        cert, key = ca.issue("nfd-master", ["nfd-master"], server=True)
+        return ca, TLSFiles(str(ca.ca_file), str(cert), str(key)), ca.issue("n8")
+
+    old_ca, old_tls, old_client = pki("old")
+    new_ca, new_tls, new_client = pki("new")
+    # The worker's files, rewritten in place on rotation.
+    ca_file, cert_file, key_file = tmp_path / "ca.crt", tmp_path / "w.crt", tmp_path / "w.key"
+    ca_file.write_bytes(old_ca.ca_file.read_bytes())
+    cert_file.write_bytes(old_client[0].read_bytes())
+    key_file.write_bytes(old_client[1].read_bytes())
+
+    m1 = start_master(tls=old_tls)
+    port = m1.server.port
+    p = publisher_factory(
+        m1.address,
+        "n8",
+        ca_file=str(ca_file),
+        cert_file=str(cert_file),
+        key_file=str(key_file),
+        server_name_override="nfd-master",
+    )
+    p.start()
+    p.update({"a": "1"}, Features())
+    wait_for(lambda: labels_applied(m1, "n8"))
+    # The cluster rotates to a new CA: master restarted with new certs, worker files rewritten.
+    m1.stop()
+    m2 = start_master(tls=new_tls, port=port)
+    try:
+        time.sleep(1.0)
+        ca_file.write_bytes(new_ca.ca_file.read_bytes())
+        cert_file.write_bytes(new_client[0].read_bytes())
+        key_file.write_bytes(new_client[1].read_bytes())
+        wait_for(lambda: labels_applied(m2, "n8"), timeout=20)
+    finally:
+        m2.stop()
