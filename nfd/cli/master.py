@@ -190,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
 
     api_client = None
     apply = None
-    if not args.no_publish:
+    if args.no_publish and args.kubeconfig:
+        # Read-only: log the exact patch that would be sent. Without a reachable API the
+        # master still runs and logs the desired state instead.
+        apply = _dry_run_apply(args)
+    elif not args.no_publish:
         from nfd.master.kube import KubeNodes, NodeUpdater, load_api_client
 
         api_client = load_api_client(args.kubeconfig)
@@ -287,6 +291,35 @@ def main(argv: list[str] | None = None) -> int:
     if watcher:
         watcher.stop()
     return exit_code[0]
+
+
+def _dry_run_apply(args: Any) -> Any:
+    import json
+
+    from nfd.master.kube import KubeNodes, NodeUpdater, load_api_client
+
+    try:
+        updater = NodeUpdater(
+            KubeNodes(load_api_client(args.kubeconfig)),
+            instance=args.instance,
+            gpu_fn=_gpu_fn(bool(args.enable_gpu_marking)),
+        )
+    except Exception as err:  # noqa: BLE001 - no API: --no-publish works without one
+        log.warning("--no-publish: no Kubernetes API (%s); logging desired state only", err)
+        return None
+
+    def apply(node: str, item: WorkItem) -> None:
+        from nfd.master.queue import Permanent
+
+        try:
+            ops = updater.dry_run(node, item.desired, item.allow_remove)
+        except Exception as err:  # noqa: BLE001
+            if getattr(err, "status", None) == 404:
+                raise Permanent(f"node {node} not found") from None
+            raise
+        log.info("node %s (--no-publish): would send patch %s", node, json.dumps(ops))
+
+    return apply
 
 
 def _prune(nodes: Any, instance: str) -> int:

@@ -109,6 +109,10 @@ class NodeUpdater:
         got in between our read and our patch) after re-reading the node."""
         return self._loop(name, lambda node: self._ops(node, desired, allow_remove))
 
+    def dry_run(self, name: str, desired: Desired, allow_remove: bool = True) -> list[Op]:
+        """The patch ``apply`` would send now (``--no-publish`` with an API): read only."""
+        return self._ops(self.nodes.get(name), desired, allow_remove)
+
     def prune(self, name: str) -> bool:
         """Remove everything this NFD instance owns, and all its annotations."""
 

@@ -199,3 +199,19 @@ def test_policy_flags(harness: Harness, tmp_path: Path, flag: str) -> None:
         10,
         "rejection metric",
     )
+
+
+def test_no_publish_with_api_logs_the_patch_and_writes_nothing(
+    harness: Harness, tmp_path: Path
+) -> None:
+    node = register(harness, "dry")
+    before = harness.node(node).metadata.resource_version
+    proc, port = harness.master("--no-publish")  # the harness passes --kubeconfig
+    fd = features_dir(tmp_path, "dry", "e2e-dry=1\n")
+    harness.worker(node, "cpu-only", f"127.0.0.1:{port}", fd)
+    wait_until(lambda: "would send patch" in proc.text(), 60, "the dry-run patch log line")
+    line = next(x for x in proc.text().splitlines() if "would send patch" in x)
+    assert "feature.node.kubernetes.io~1e2e-dry" in line and '"op": "test"' in line
+    n = harness.node(node)
+    assert n.metadata.resource_version == before
+    assert not [k for k in n.metadata.labels if k.startswith(FNK)]
