@@ -52,11 +52,21 @@ class Taint:
         return out
 
 
+MAX_REPORTED_NAME = 256
+
+
 @dataclass(frozen=True)
 class Rejection:
     kind: str  # label, annotation, extended-resource, taint
     name: str
     reason: str
+
+    def __post_init__(self) -> None:
+        # A hostile name is reported (log, metric, ack) only by its beginning.
+        if len(self.name) > MAX_REPORTED_NAME:
+            object.__setattr__(self, "name", self.name[:MAX_REPORTED_NAME] + "...")
+        if len(self.reason) > 2 * MAX_REPORTED_NAME:
+            object.__setattr__(self, "reason", self.reason[: 2 * MAX_REPORTED_NAME] + "...")
 
 
 @dataclass

@@ -172,3 +172,9 @@ def test_taint_string_round_trip() -> None:
         assert parse_taint(str(t)) == t
     assert str(Taint("a/b", "", "NoExecute")) == "a/b:NoExecute"
     assert parse_taint("garbage") is None
+
+
+def test_hostile_names_are_reported_truncated() -> None:
+    _, rejected = build_desired({"x" * 100_000: "v"}, PolicyConfig())
+    assert len(rejected) == 1
+    assert len(rejected[0].name) < 300 and len(rejected[0].reason) < 600
