@@ -356,3 +356,18 @@ def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def register_kubelet_node(plane, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Create a Node with the annotation every real kubelet sets. Upstream v0.16's master
+    cannot label a Node without any annotation: its JSON patch adds under a null
+    /metadata/annotations, which the apiserver rejects (docs/compatibility.md §3)."""
+    from kubernetes import client
+
+    from tests.kube.controlplane import node_manifest
+
+    manifest = node_manifest(name)
+    manifest["metadata"]["annotations"] = {
+        "volumes.kubernetes.io/controller-managed-attach-detach": "true"
+    }
+    plane.core.create_node(body=client.V1Node.from_dict(manifest))

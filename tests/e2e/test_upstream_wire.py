@@ -28,7 +28,7 @@ from tests.e2e.master_harness import (
     register,
     unique,
 )
-from tests.kube.controlplane import ControlPlane, free_port, node_manifest, wait_until
+from tests.kube.controlplane import ControlPlane, free_port, wait_until
 from tests.master.certs import CA
 
 
@@ -43,17 +43,9 @@ def nfd_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 def register_kubelet_node(h: Harness, prefix: str) -> str:
-    """A Node with the annotation every real kubelet sets. Upstream v0.16's master cannot
-    label a Node without any annotation: its JSON patch adds under a null
-    /metadata/annotations, which the apiserver rejects (docs/compatibility.md §3)."""
-    from kubernetes import client
-
+    """A Node as a real kubelet registers it, annotations included (upstream.py)."""
     name = unique(prefix)
-    manifest = node_manifest(name)
-    manifest["metadata"]["annotations"] = {
-        "volumes.kubernetes.io/controller-managed-attach-detach": "true"
-    }
-    h.plane.core.create_node(body=client.V1Node.from_dict(manifest))
+    upstream.register_kubelet_node(h.plane, name)
     h.nodes.append(name)
     return name
 
