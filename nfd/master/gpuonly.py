@@ -36,11 +36,14 @@ def run_gpu_marking_only(
 
     nodes = KubeNodes(api_client)
     updater = NodeUpdater(nodes, instance=instance, gpu_fn=gpu_fn, on_update=metrics.updates.inc)
-    queue: NodeQueue[int] = NodeQueue(
-        lambda name, _: updater.apply(name, Desired(), True),
+    # Items are the newest node object seen (list or watch event): deciding needs no
+    # extra read, which matters when every kubelet heartbeat is a MODIFIED event.
+    queue: NodeQueue[dict[str, Any]] = NodeQueue(
+        lambda name, node: updater.apply(name, Desired(), True, node=node),
         parallelism,
         on_failure=lambda n, e: metrics.update_failures.inc(),
     )
+    to_dict = api_client.sanitize_for_serialization
     core: Any = client.CoreV1Api(api_client)
     try:
         while not stop.is_set():
@@ -48,7 +51,7 @@ def run_gpu_marking_only(
                 listing = core.list_node()
                 for n in listing.items:
                     metrics.update_requests.inc()
-                    queue.put(n.metadata.name, 0)
+                    queue.put(n.metadata.name, to_dict(n))
                 w = watch.Watch()
                 for event in w.stream(
                     core.list_node,
@@ -59,7 +62,8 @@ def run_gpu_marking_only(
                         break
                     if event["type"] in ("ADDED", "MODIFIED"):
                         metrics.update_requests.inc()
-                        queue.put(event["object"].metadata.name, 0)
+                        obj = event["object"]
+                        queue.put(obj.metadata.name, to_dict(obj))
             except Exception as err:  # noqa: BLE001 - keep watching through API hiccups
                 log.warning("node watch: %s (retrying)", err)
                 stop.wait(2.0)

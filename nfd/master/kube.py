@@ -104,10 +104,17 @@ class NodeUpdater:
         self.gpu_fn = gpu_fn
         self.on_update = on_update
 
-    def apply(self, name: str, desired: Desired, allow_remove: bool = True) -> bool:
+    def apply(
+        self,
+        name: str,
+        desired: Desired,
+        allow_remove: bool = True,
+        node: dict[str, Any] | None = None,
+    ) -> bool:
         """Patch node ``name``; True if anything changed. Retries on 409/422 (a writer
-        got in between our read and our patch) after re-reading the node."""
-        return self._loop(name, lambda node: self._ops(node, desired, allow_remove))
+        got in between our read and our patch) after re-reading the node. ``node``: a
+        recent copy (e.g. from a watch event) that saves the first read."""
+        return self._loop(name, lambda n: self._ops(n, desired, allow_remove), node)
 
     def dry_run(self, name: str, desired: Desired, allow_remove: bool = True) -> list[Op]:
         """The patch ``apply`` would send now (``--no-publish`` with an API): read only."""
@@ -141,9 +148,13 @@ class NodeUpdater:
             node, desired, owned, allow_remove=allow_remove, instance=self.instance
         )
 
-    def _loop(self, name: str, make_ops: Callable[[Mapping[str, Any]], list[Op]]) -> bool:
+    def _loop(
+        self,
+        name: str,
+        make_ops: Callable[[Mapping[str, Any]], list[Op]],
+        node: dict[str, Any] | None = None,
+    ) -> bool:
         changed = False
-        node: dict[str, Any] | None = None
         for _attempt in range(MAX_CONFLICT_RETRIES):
             try:
                 if node is None:

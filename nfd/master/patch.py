@@ -137,7 +137,9 @@ def compute_patch(
     capacity: Mapping[str, str] | None = status.get("capacity")
     allocatable: Mapping[str, str] | None = status.get("allocatable")
 
-    def keep_owned(previous: set[str], present: Mapping[str, str] | None, want: Iterable[str]):
+    def keep_owned(
+        previous: set[str], present: Mapping[str, str] | None, want: Iterable[str]
+    ) -> set[str]:
         """Owned names that stay owned: the wanted ones, plus (without removal) the
         previously owned ones still on the node."""
         out = set(want)
