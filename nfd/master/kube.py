@@ -167,10 +167,12 @@ class NodeUpdater:
                 main, status = split_patch(ops)
                 # Status first (as upstream), then metadata/spec from the fresh object.
                 if status:
-                    log.info("node %s: status patch %s", name, json.dumps(status[1:]))
+                    log.info("node %s: patching status (%d ops)", name, len(status) - 1)
+                    log.debug("node %s: status patch %s", name, json.dumps(status))
                     node = self.nodes.patch(name, status, status=True)
                 elif main:
-                    log.info("node %s: patch %s", name, json.dumps(main[1:]))
+                    log.info("node %s: patching (%d ops)", name, len(main) - 1)
+                    log.debug("node %s: patch %s", name, json.dumps(main))
                     node = self.nodes.patch(name, main)
                 changed = True
             except Exception as err:
