@@ -224,6 +224,9 @@ def compute_patch(
         wanted_ann.update({k: v for k, v in tracking.items() if v})
     removable = set(owned.annotations) if allow_remove else set()
     removable |= set(keys.all())
+    # Upstream up to v0.14 left version annotations on Nodes; v0.15+ deletes them.
+    ns = annotation_ns(instance)
+    removable |= {f"{ns}/worker.version", f"{ns}/master.version"}
     ops += _map_ops("/metadata/annotations", annotations, wanted_ann, removable)
 
     if not ops:

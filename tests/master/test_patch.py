@@ -161,3 +161,9 @@ def test_patch_is_idempotent(allow_remove: bool) -> None:
     d = Desired(labels={f"{FNK}/z": "3"}, annotations={f"{FNK}/a": "b"})
     after = apply(n, compute_patch(n, d, allow_remove=allow_remove))
     assert compute_patch(after, d, allow_remove=allow_remove) == []
+
+
+def test_stale_upstream_version_annotations_are_removed() -> None:
+    n = node(annotations={f"{ANN}/worker.version": "v0.14.0", f"{ANN}/master.version": "v0.14"})
+    after = apply(n, compute_patch(n, Desired(labels={"vendor.io/a": "1"})))
+    assert after["metadata"]["annotations"] == {f"{ANN}/feature-labels": "vendor.io/a"}
