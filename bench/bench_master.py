@@ -174,6 +174,13 @@ async def _bench(address: str, metrics_port: int, proc: psutil.Process) -> None:
         "(target >= 2,000/s, 0 writes)"
     )
 
+    count, lat = await _phase(workers[:10], lambda r: 0, 3.0)
+    lat.pop()
+    print(
+        f"unchanged path, 10 in flight (latency without queueing): p50 {_pct(lat, 0.5):.2f} ms, "
+        f"p99 {_pct(lat, 0.99):.2f} ms"
+    )
+
     count, lat = await _phase(workers, lambda r: r, 8.0)
     elapsed = lat.pop()
     time.sleep(1.0)
