@@ -204,9 +204,16 @@ async def _bench(address: str, metrics_port: int, proc: psutil.Process) -> None:
         await ch.close()
 
 
-def main() -> None:
-    from tests.kube.controlplane import free_port
+def _free_port() -> int:
+    import socket
 
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    free_port = _free_port
     port, metrics_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bench_master", "--serve", str(port), str(metrics_port)],
