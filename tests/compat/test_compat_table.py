@@ -117,3 +117,57 @@ def test_missing_upstream_binary_fails_with_make_install(monkeypatch) -> None:
     monkeypatch.setattr(upstream, "script_env", lambda: env)
     with pytest.raises(upstream.UpstreamMissing, match="make install"):
         upstream.binary("nfd-worker")
+
+
+FDOC = """
+<!-- feature-differences:begin -->
+| scope | feature | element | reason |
+|---|---|---|---|
+| * | `network.*` | `mtu` | added later |
+| fixtures | `kernel.version` | `*` | unprefixed |
+| * | `network.virtual` | `@name=bonding_*` | a file |
+<!-- feature-differences:end -->
+"""
+
+
+def _spec(**sets: dict) -> dict:
+    return {kind: {k: {"elements": v} for k, v in s.items()} for kind, s in sets.items()}
+
+
+def test_feature_differences_apply_the_table() -> None:
+    rows = upstream.parse_allowed_features(FDOC)
+    ours = _spec(
+        attributes={"kernel.version": {"major": "5"}, "system.x": {"a": "1"}},
+        instances={"network.virtual": [{"attributes": {"name": "lo", "mtu": "65536"}}]},
+    )
+    theirs = _spec(
+        attributes={"kernel.version": {"major": "6"}, "system.x": {"a": "2"}, "cpu.e": {}},
+        instances={
+            "network.virtual": [
+                {"attributes": {"name": "lo"}},
+                {"attributes": {"name": "bonding_masters"}},
+            ]
+        },
+    )
+    assert upstream.feature_differences("procfs", ours, theirs, rows) == [
+        "attributes system.x.a: ours='1' upstream='2'"
+    ]
+    host = upstream.feature_differences("host", ours, theirs, rows)
+    assert host == [
+        "attributes kernel.version.major: ours='5' upstream='6'",
+        "attributes system.x.a: ours='1' upstream='2'",
+    ]
+
+
+def test_feature_differences_report_instance_mismatch() -> None:
+    ours = _spec(instances={"pci.device": [{"attributes": {"vendor": "10de"}}]})
+    theirs = _spec(instances={"pci.device": [{"attributes": {"vendor": "8086"}}]})
+    (line,) = upstream.feature_differences("host", ours, theirs, [])
+    assert line.startswith("instances pci.device: ours=")
+
+
+def test_the_real_feature_table_parses() -> None:
+    rows = upstream.load_allowed_features()
+    assert rows
+    for row in rows:
+        assert len(row.reason) > 10, f"docs/compatibility.md:{row.line}: reason too short"

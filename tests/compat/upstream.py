@@ -278,6 +278,10 @@ def load_allowed() -> list[Allowed]:
     return parse_allowed(COMPAT_DOC.read_text())
 
 
+def load_allowed_features() -> list[AllowedFeature]:
+    return parse_allowed_features(COMPAT_DOC.read_text())
+
+
 @dataclass(frozen=True)
 class Difference:
     label: str
@@ -371,3 +375,157 @@ def register_kubelet_node(plane, name: str) -> None:  # type: ignore[no-untyped-
         "volumes.kubernetes.io/controller-managed-attach-detach": "true"
     }
     plane.core.create_node(body=client.V1Node.from_dict(manifest))
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw features: what upstream's worker sends over gRPC, against `nfd export features`
+
+
+def capture_upstream_request(workdir: Path, *, prefixed: bool = False) -> tuple[dict, dict]:
+    """Run upstream's worker once against a throw-away Labeler server; return the (labels,
+    features) of its SetLabels request, features in NodeFeature spec JSON shape."""
+    from concurrent import futures
+
+    import grpc
+
+    from nfd._proto import labeler_pb2, labeler_pb2_grpc
+    from nfd.master.wire import features_from_proto
+
+    requests: list = []
+
+    class Capture(labeler_pb2_grpc.LabelerServicer):
+        def SetLabels(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+            requests.append(request)
+            return labeler_pb2.SetLabelsReply()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    labeler_pb2_grpc.add_LabelerServicer_to_server(Capture(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        argv = upstream_worker_argv(workdir, prefixed=prefixed)
+        argv.remove("-no-publish")
+        argv += ["-enable-nodefeature-api=false", f"-server=127.0.0.1:{port}", "-grpc-health=0"]
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "NODE_NAME": "compat-node"},
+            timeout=120,
+        )
+    finally:
+        server.stop(grace=None)
+    if proc.returncode != 0 or len(requests) != 1:
+        raise AssertionError(
+            f"upstream nfd-worker exited {proc.returncode} after {len(requests)} request(s):\n"
+            f"{proc.stderr[-3000:]}"
+        )
+    req = requests[0]
+    return dict(req.labels), features_from_proto(req.features).to_dict()
+
+
+def run_our_features(host_prefix: str, workdir: Path) -> dict:
+    argv = our_export_argv(host_prefix, workdir)
+    argv[argv.index("labels")] = "features"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NFD_")}
+    env["NODE_NAME"] = "compat-node"
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"nfd export features exited {proc.returncode}:\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+_FTABLE_BEGIN = "<!-- feature-differences:begin -->"
+_FTABLE_END = "<!-- feature-differences:end -->"
+
+
+@dataclass(frozen=True)
+class AllowedFeature:
+    """A row of the feature table: on `scope`, in feature sets matching `feature`, elements
+    (flag names, attribute names, or attribute names inside instances) matching `element` may
+    differ. `element` of the form `@key=glob` drops whole instances whose `key` matches."""
+
+    scope: str
+    feature: str
+    element: str
+    reason: str
+    line: int
+
+    def applies(self, scope: str, feature: str) -> bool:
+        scope_ok = self.scope in ("*", scope) or (self.scope == "fixtures" and scope != "host")
+        return scope_ok and fnmatch.fnmatchcase(feature, self.feature)
+
+
+def parse_allowed_features(
+    text: str, source: str = "docs/compatibility.md"
+) -> list[AllowedFeature]:
+    try:
+        body = text.split(_FTABLE_BEGIN, 1)[1].split(_FTABLE_END, 1)[0]
+    except IndexError:
+        raise ValueError(f"{source}: no {_FTABLE_BEGIN} ... {_FTABLE_END} table") from None
+    first = text[: text.index(_FTABLE_BEGIN)].count("\n") + 1
+    rows = []
+    for offset, raw in enumerate(body.splitlines()):
+        line = raw.strip()
+        if not line.startswith("|") or set(line) <= set("|-: "):
+            continue
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        if cells[0].lower() == "scope":
+            continue
+        where = f"{source}:{first + offset}"
+        if len(cells) != 4 or not all(cells):
+            raise ValueError(f"{where}: expected 4 non-empty cells (scope|feature|element|reason)")
+        rows.append(AllowedFeature(*cells, line=first + offset))
+    return rows
+
+
+def _elements(spec: dict, kind: str) -> dict[str, object]:
+    # An empty feature set and a missing one are treated alike here (upstream sends some
+    # empty sets, e.g. cpu.cpuid attributes, that carry nothing a rule could match).
+    return {k: v["elements"] for k, v in spec.get(kind, {}).items() if v.get("elements")}
+
+
+def feature_differences(
+    scope: str, ours: dict, theirs: dict, allowed: list[AllowedFeature]
+) -> list[str]:
+    """Differences in raw features that no row covers, one line each."""
+    out = []
+    for kind in ("flags", "attributes", "instances"):
+        a_sets, b_sets = _elements(ours, kind), _elements(theirs, kind)
+        for name in sorted(set(a_sets) | set(b_sets)):
+            rows = [r for r in allowed if r.applies(scope, name)]
+            if any(r.element == "*" for r in rows):
+                continue
+            a, b = a_sets.get(name), b_sets.get(name)
+            if kind == "instances":
+                a_n = _normalise_instances(a or [], rows)
+                b_n = _normalise_instances(b or [], rows)
+                if a_n != b_n:
+                    out.append(f"instances {name}: ours={a_n} upstream={b_n}")
+                continue
+            a_d, b_d = dict(a or {}), dict(b or {})  # type: ignore[call-overload]
+            for key in sorted(set(a_d) | set(b_d)):
+                if a_d.get(key) != b_d.get(key) and not any(
+                    fnmatch.fnmatchcase(key, r.element) for r in rows
+                ):
+                    out.append(
+                        f"{kind} {name}.{key}: ours={a_d.get(key)!r} upstream={b_d.get(key)!r}"
+                    )
+    return out
+
+
+def _normalise_instances(instances: list, rows: list[AllowedFeature]) -> list:
+    drop = [r.element[1:].split("=", 1) for r in rows if r.element.startswith("@")]
+    keep_rows = [r for r in rows if not r.element.startswith("@")]
+    result = []
+    for inst in instances:
+        attrs = inst.get("attributes", {})
+        if any(fnmatch.fnmatchcase(attrs.get(k, ""), g) for k, g in drop if k in attrs):
+            continue
+        kept = {
+            k: v
+            for k, v in attrs.items()
+            if not any(fnmatch.fnmatchcase(k, r.element) for r in keep_rows)
+        }
+        result.append(sorted(kept.items()))
+    return sorted(result)
