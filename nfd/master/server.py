@@ -22,7 +22,7 @@ from nfd._proto import (
     nfdstream_pb2_grpc,
 )
 from nfd.master.core import Master, Result, message_digest
-from nfd.master.wire import MAX_LABELS, MAX_MESSAGE_BYTES
+from nfd.master.wire import MAX_LABELS, MAX_MESSAGE_BYTES, parse_set_labels_request
 
 log = logging.getLogger("nfd-master")
 
@@ -245,7 +245,19 @@ class GrpcServer:
         auth = _Auth(verify_node_name)
         self.stream = StreamServicer(master, auth)
         self.health = HealthServicer()
-        labeler_pb2_grpc.add_LabelerServicer_to_server(LabelerServicer(master, auth), self.server)
+        # As the generated add_LabelerServicer_to_server, with a deserializer that also
+        # accepts the v0.10/v0.11 features field.
+        labeler = grpc.method_handlers_generic_handler(
+            "labeler.Labeler",
+            {
+                "SetLabels": grpc.unary_unary_rpc_method_handler(
+                    LabelerServicer(master, auth).SetLabels,
+                    request_deserializer=parse_set_labels_request,
+                    response_serializer=labeler_pb2.SetLabelsReply.SerializeToString,
+                )
+            },
+        )
+        self.server.add_generic_rpc_handlers((labeler,))
         nfdstream_pb2_grpc.add_FeatureStreamServicer_to_server(self.stream, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"{host}:{port}"

@@ -66,6 +66,20 @@ def test_upstream_labeler_bytes_decode(running_master: RunningMaster) -> None:
     assert set(req.features.flags["cpu.cpuid"].elements) == {"AVX"}
 
 
+def test_v010_domain_features_field_keeps_the_labels(running_master: RunningMaster) -> None:
+    # v0.10/v0.11 field 4: map<string, DomainFeatures> entries {1: "cpu", 2: {1: keys map}}.
+    keys = _ld(1, _ld(1, b"cpuid") + _ld(2, _ld(1, _ld(1, b"AVX") + _ld(2, b""))))
+    entry = _ld(1, b"cpu") + _ld(2, keys)
+    raw = _ld(2, b"node-old") + _ld(3, _ld(1, b"cpu-cpuid.AVX") + _ld(2, b"true"))
+    raw += _ld(4, entry)
+    with grpc.insecure_channel(running_master.address) as ch:
+        assert ch.unary_unary("/labeler.Labeler/SetLabels")(raw, timeout=5) == b""
+    wait_for(lambda: running_master.applied)
+    node, item = running_master.applied[0]
+    assert node == "node-old"
+    assert item.desired.labels == {f"{FNK}/cpu-cpuid.AVX": "true"}
+
+
 def test_unary_set_labels(running_master: RunningMaster) -> None:
     f = Features()
     f.add_attributes("kernel.version", {"major": "6"})
