@@ -11,17 +11,20 @@ and extended resources.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.master_harness import FNK, Harness, make_harness
+from tests.compat import upstream
+from tests.e2e.master_harness import FIXTURES, FNK, Harness, make_harness
 from tests.e2e.test_upstream_wire import (
     nfd_labels,
     our_oneshot_worker,
     register_kubelet_node,
     start_upstream_master,
+    upstream_worker,
     wait_exit,
 )
 from tests.kube.controlplane import ControlPlane
@@ -232,34 +235,60 @@ def node_result(h: Harness, node: str) -> tuple[dict[str, str], dict[str, str]]:
     return nfd_labels(obj.metadata.labels or {}), resources
 
 
-def run_through(h: Harness, node: str, port: int) -> tuple[dict[str, str], dict[str, str]]:
-    worker = our_oneshot_worker(h, node, port, "host-full")
-    assert wait_exit(worker) == 0, f"worker failed:\n{worker.text()}"
-    h.wait_labels(
-        node,
-        lambda lb: f"{FNK}/compat-sentinel" in lb and f"{FNK}/compat-cross-backref" in lb,
-        "rule labels",
-        timeout=60,
-    )
-    return node_result(h, node)
+def feed(h: Harness, feeder: str, node: str, port: int) -> None:
+    """One oneshot publish of the host-full tree's features to the master on `port`."""
+    if feeder == "ours":
+        worker = our_oneshot_worker(h, node, port, "host-full")
+        assert wait_exit(worker) == 0, f"our worker failed:\n{worker.text()}"
+        return
+    with upstream.prefix_root(FIXTURES / "host-full"):
+        worker = upstream_worker(h, node, f"127.0.0.1:{port}", prefixed=True)
+        assert wait_exit(worker) == 0, f"upstream worker failed:\n{worker.text()}"
 
 
-def test_rules_give_the_same_node_labels_on_both_masters(harness: Harness) -> None:
+def settled(h: Harness, node: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The node's NFD labels and extended resources once the rules have run (the sentinel
+    rule always matches) and nothing has changed for a second."""
+    h.wait_labels(node, lambda lb: f"{FNK}/compat-sentinel" in lb, "rule labels", timeout=60)
+    last = node_result(h, node)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = node_result(h, node)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"labels of {node} still changing after 30s:\n{h.logs()}")
+
+
+@pytest.mark.parametrize("feeder", ["ours", "upstream"])
+def test_rules_give_the_same_node_labels_on_both_masters(harness: Harness, feeder: str) -> None:
+    """Both masters get the same features: from our worker, or from upstream's (its prefixed
+    build on the same tree; it reads some inputs from this machine, docs/compatibility.md §1,
+    so fewer rules hit, but both masters see identical requests)."""
     h = harness
     upstream_master, port = start_upstream_master(h)  # also installs the CRDs
     h.plane.kubectl("apply", "-f", "-", input=RULES, check=True)
     try:
         theirs_node = register_kubelet_node(h, "rules-upstream")
-        theirs = run_through(h, theirs_node, port)
+        feed(h, feeder, theirs_node, port)
+        theirs = settled(h, theirs_node)
         upstream_master.stop()
 
         ours_node = register_kubelet_node(h, "rules-ours")
         # GPU marking (nvidia.com/gpu.present, gpu.deploy.*) is our master's extension with no
         # upstream counterpart (docs/compatibility.md §4): off, so only the rules are compared.
         _, our_port = h.master("--enable-gpu-marking=false")
-        ours = run_through(h, ours_node, our_port)
+        feed(h, feeder, ours_node, our_port)
+        ours = settled(h, ours_node)
     finally:
         h.plane.kubectl("delete", "nodefeaturerule", *RULE_NAMES, "--ignore-not-found")
+
+    assert ours[0] == theirs[0], _diff("labels", ours[0], theirs[0])
+    assert ours[1] == theirs[1], _diff("extended resources", ours[1], theirs[1])
+    if feeder == "upstream":
+        assert f"{FNK}/compat-op-in" in ours[0], "upstream's features matched no rule"
+        return
 
     labels, resources = ours
     # The rule set must actually exercise things: the hits and misses we designed for.
@@ -286,14 +315,12 @@ def test_rules_give_the_same_node_labels_on_both_masters(harness: Harness) -> No
         assert f"{FNK}/{hit}" in labels, f"{hit} missing on our master's node: {labels}"
     for miss in ("compat-op-in-miss", "compat-op-gt-miss", "compat-backref-miss"):
         assert f"{FNK}/{miss}" not in labels
+    for never in ("compat-op-notin-missing", "compat-op-dne-missing-feature"):
+        assert f"{FNK}/{never}" not in labels, f"{never}: a missing key/feature never matches"
     assert labels[f"{FNK}/compat-local"] == "overridden"
     assert labels["compat.example.com/os"] == "ubuntu"
     assert f"{FNK}/compat-seen-compat-var" in labels, "vars did not reach rule.matched"
     assert resources == {f"{FNK}/compat-numa-nodes": "2", f"{FNK}/compat-static": "3"}
-
-    assert ours[0] == theirs[0], _diff("labels", ours[0], theirs[0])
-    assert ours[1] == theirs[1], _diff("extended resources", ours[1], theirs[1])
-    assert resources == theirs[1]
 
 
 def _diff(what: str, ours: dict[str, str], theirs: dict[str, str]) -> str:

@@ -50,9 +50,12 @@ def register_kubelet_node(h: Harness, prefix: str) -> str:
     return name
 
 
-def upstream_worker(h: Harness, node: str, server: str, *extra: str) -> Proc:
-    """Upstream's worker, oneshot, publishing over gRPC (not the NodeFeature API)."""
-    argv = upstream.upstream_worker_argv(h.tmp, extra=extra)
+def upstream_worker(
+    h: Harness, node: str, server: str, *extra: str, prefixed: bool = False
+) -> Proc:
+    """Upstream's worker, oneshot, publishing over gRPC (not the NodeFeature API). `prefixed`:
+    the build that reads upstream.prefix_root() instead of this machine."""
+    argv = upstream.upstream_worker_argv(h.tmp, prefixed=prefixed, extra=extra)
     argv.remove("-no-publish")
     argv += ["-enable-nodefeature-api=false", f"-server={server}", "-grpc-health=0"]
     return h.spawn(f"upstream-worker-{node}", argv, env={"NODE_NAME": node})
