@@ -92,7 +92,13 @@ def test_invalid_and_reserved_labels_refused_and_counted(
     pub = Publisher(f"127.0.0.1:{port}", node)
     pub.publish_once({**BAD_LABELS, **GOOD_LABELS}, Features())
     refused = {r.name: r.reason for r in pub.last_ack.rejected}
-    assert set(refused) == {qualified(k) for k in BAD_LABELS}, refused
+
+    def reported(name: str) -> bool:
+        # Hostile names are reported truncated, with "...".
+        return any(r == name or (r.endswith("...") and name.startswith(r[:-3])) for r in refused)
+
+    assert len(refused) == len(BAD_LABELS), refused
+    assert all(reported(qualified(k)) for k in BAD_LABELS), refused
     assert all(refused.values())
     labels = watch.wait_all(
         [node], lambda n, lb: all(qualified(k) in lb for k in GOOD_LABELS), 30, "good labels"
