@@ -95,6 +95,11 @@ def record(request: pytest.FixtureRequest) -> Iterator[Record]:
         rec.outcome = report.outcome
         if report.failed and rec.survived is None:
             rec.survived = 0
+        if report.failed and not rec.notes.startswith("BUG"):
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = getattr(crash, "message", "") or str(report.longrepr)[-300:]
+            message = message.split("Failing test case:")[0]  # hypothesis repeats the record
+            rec.notes = f"FAILED: {' '.join(message.split())[:400]}"
     rec.duration_s = round(time.monotonic() - began, 1)
     rec.at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     rec.convergence_s = [round(x, 2) for x in rec.convergence_s]
