@@ -299,7 +299,8 @@ class LatencyProxy:
         url = urlparse(upstream)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 443
         self.base_delay = base_delay
-        self.slow: dict[str, float] = {}
+        self.slow: dict[str, float] = {}  # node name -> delay of its /nodes/<name> requests
+        self.slow_paths: dict[str, float] = {}  # path substring -> delay
         self.requests = 0
         self.delayed: dict[str, int] = {}
         self.listen_port = free_port()
@@ -328,6 +329,9 @@ class LatencyProxy:
         for node, delay in self.slow.items():
             if f"/nodes/{node}" in path:
                 return delay, node
+        for part, delay in self.slow_paths.items():
+            if part in path:
+                return delay, part
         return self.base_delay, ""
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

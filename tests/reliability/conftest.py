@@ -19,7 +19,13 @@ from tests.kube.controlplane import (  # noqa: E402
 )
 from tests.reliability.recording import pytest_runtest_makereport, record  # noqa: E402,F401
 
-E2E_MODULES = {"test_faults", "test_workers", "test_slow_api", "test_hostile_master"}
+E2E_MODULES = {
+    "test_faults",
+    "test_workers",
+    "test_slow_api",
+    "test_hostile_master",
+    "test_rules_restart",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
