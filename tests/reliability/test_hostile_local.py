@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -115,7 +116,6 @@ def test_files_changing_while_read(tmp_path: Path, record: Record) -> None:
     target = d / "churn"
     stop = threading.Event()
     writes = [0]
-    possible = {f"k{i}" for i in range(50)} | {"good-feature"}
 
     def churn() -> None:
         rng = random.Random(3)
@@ -144,7 +144,11 @@ def test_files_changing_while_read(tmp_path: Path, record: Record) -> None:
             labels, _, _ = read_timed(d)
             reads += 1
             assert labels.get("good-feature") == "1"
-            assert set(labels) <= possible | {k for k in labels if k.startswith("k")}
+            # A torn read may cut lines and join pieces (an append after a cut line), but
+            # never yields anything that was not written.
+            for key, value in labels.items():
+                assert re.fullmatch(r"(k\d*)+|good-feature", key), key
+                assert re.fullmatch(r"[kv\d=]*|true|1", value), value
     finally:
         stop.set()
         t.join()

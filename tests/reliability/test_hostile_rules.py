@@ -102,6 +102,7 @@ BOMBS = {
     "indent": '{{ indent 2000000000 "x" }}',
     "printf-width": '{{ printf "%1999999999d" 1 }}',
     "until": "{{ range until 1000000000 }}{{ end }}",
+    "range-int": "{{ range 1000000000 }}{{ end }}",
     "untilStep": "{{ range untilStep 0 1000000000 1 }}{{ end }}",
     "seq": "{{ seq 1 1000000000 }}",
     "nested-range": (
