@@ -54,6 +54,8 @@ pieces = st.sampled_from(
         "\\",
         "{{",
         "}}",
+        "²",  # str.isdigit() is true, int() refuses it
+        "١",  # Arabic-Indic digit: int() accepts it
     ]
 )
 texty = st.lists(st.one_of(pieces, st.text(max_size=12)), max_size=40).map("".join)
