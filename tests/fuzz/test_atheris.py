@@ -7,6 +7,7 @@ import re
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ def _limit() -> None:
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_atheris_target(target: str, record: Record) -> None:
+def test_atheris_target(target: str, record: Record, tmp_path: Path) -> None:
     record.category, record.title = "fuzz", f"atheris (coverage-guided): {target}"
     proc = subprocess.run(
         [
@@ -33,6 +34,7 @@ def test_atheris_target(target: str, record: Record) -> None:
             f"-runs={RUNS}",
             "-timeout=10",
             "-seed=8",
+            f"-artifact_prefix={tmp_path}/",  # crash inputs go here, not into the repo
         ],
         capture_output=True,
         text=True,

@@ -219,6 +219,10 @@ HOSTILE = st.one_of(
             b"1e400",
             b"../../etc",
             b"0" * 64,
+            "²".encode(),
+            "sgx_epc ²\n".encode(),
+            "١٢".encode(),
+            b"6.1.0\x00x",  # a NUL in a value later used in a path
         ]
     ),
 )
