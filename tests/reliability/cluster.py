@@ -238,10 +238,12 @@ class Fleet:
     publishers: dict[str, Publisher] = field(default_factory=dict)
     gen: dict[str, int] = field(default_factory=dict)
     tls: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    servers: Mapping[str, str] = field(default_factory=dict)  # per-node server, if any
 
     def start(self) -> None:
         for node in self.nodes:
-            pub = Publisher(self.server, node, **dict(self.tls.get(node, {})))
+            server = self.servers.get(node, self.server)
+            pub = Publisher(server, node, **dict(self.tls.get(node, {})))
             self.publishers[node] = pub
             self.gen[node] = 0
             pub.update(self.labels_for(node, 0), Features())
@@ -399,6 +401,96 @@ class LatencyProxy:
     def close(self) -> None:
         async def stop() -> None:
             self._server.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+# --------------------------------------------------------------------------- service
+
+
+class ServiceProxy:
+    """A Kubernetes Service in front of several nfd-master replicas, on loopback: each new
+    TCP connection goes to the next replica (round robin) among those whose /readyz
+    answers 200, as kube-proxy does with the Service's ready endpoints."""
+
+    def __init__(self, backends: list[tuple[int, int]], listeners: int = 1) -> None:
+        self.backends = backends  # (grpc port, metrics port)
+        self.routed: dict[int, int] = {}
+        self._next = 0
+        # Several listening ports: gRPC shares one connection among the channels of one
+        # process that have the same target, and each real worker is its own process.
+        self.listen_ports = [free_port() for _ in range(listeners)]
+        self.listen_port = self.listen_ports[0]
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="service-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("service proxy did not start")
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.listen_ports]
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._servers = [
+                await asyncio.start_server(self._handle, "127.0.0.1", port)
+                for port in self.listen_ports
+            ]
+
+        self._loop.run_until_complete(start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def _ready_backends(self) -> list[int]:
+        import urllib.request
+
+        ready = []
+        for grpc_port, metrics_port in self.backends:
+            try:
+                url = f"http://127.0.0.1:{metrics_port}/readyz"
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == 200:
+                        ready.append(grpc_port)
+            except OSError:
+                pass
+        return ready
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ready = await asyncio.get_running_loop().run_in_executor(None, self._ready_backends)
+        if not ready:
+            writer.close()
+            return
+        port = ready[self._next % len(ready)]
+        self._next += 1
+        self.routed[port] = self.routed.get(port, 0) + 1
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer), return_exceptions=True)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for server in self._servers:
+                server.close()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -25,6 +25,7 @@ E2E_MODULES = {
     "test_slow_api",
     "test_hostile_master",
     "test_rules_restart",
+    "test_ha",
 }
 
 
