@@ -18,6 +18,7 @@ from typing import Any
 from tests.reliability.recording import REPO, load_results, results_path
 
 DEFAULT_OUT = REPO / "docs" / "reliability.md"
+FINDINGS = REPO / "tests" / "reliability" / "findings.json"
 
 SECTIONS = (
     (
@@ -86,7 +87,11 @@ def _observations(obs: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def render(doc_entries: Mapping[str, Mapping[str, Any]], machine: str = "") -> str:
+def render(
+    doc_entries: Mapping[str, Mapping[str, Any]],
+    machine: str = "",
+    findings: list[Mapping[str, str]] | None = None,
+) -> str:
     entries = list(doc_entries.values())
     lines = [
         "# Reliability and security",
@@ -148,6 +153,21 @@ def render(doc_entries: Mapping[str, Mapping[str, Any]], machine: str = "") -> s
             text = "; ".join(x for x in (detail, _cell(obs)) if x)
             lines.append(f"- `{e['id']}`: {text or 'no further detail'}")
         lines.append("")
+    if findings:
+        lines += [
+            "## Bugs found",
+            "",
+            "Kept by hand in tests/reliability/findings.json.",
+            "",
+            "| Where | What | Found by | Status |",
+            "|---|---|---|---|",
+        ]
+        for f in findings:
+            lines.append(
+                f"| {_cell(f['where'])} | {_cell(f['what'])} | `{_cell(f['test'])}` | "
+                f"{_cell(f['status'])} |"
+            )
+        lines.append("")
     if failed:
         lines += ["## Failures", ""]
         for e in failed:
@@ -170,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     machine = json.loads(path.read_text()).get("machine", "")
-    text = render(entries, machine)
+    findings = json.loads(FINDINGS.read_text())["findings"] if FINDINGS.exists() else []
+    text = render(entries, machine, findings)
     if args.check:
         current = args.out.read_text() if args.out.exists() else ""
         if current != text:
