@@ -208,7 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         def apply(node: str, item: WorkItem) -> bool:
             return updater.apply(node, item.desired, item.allow_remove)
 
-    master = Master(policy, apply, metrics, args.nfd_api_parallelism)
+    master = Master(
+        policy,
+        apply,
+        metrics,
+        args.nfd_api_parallelism,
+        wait_for_rules=api_client is not None and bool(args.crd_controller),
+    )
     watcher = None
     if api_client is not None and args.crd_controller:
         from nfd.master.rules import RuleWatcher

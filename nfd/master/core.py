@@ -83,8 +83,12 @@ class Master:
         apply: Callable[[str, WorkItem], object] | None,
         metrics: MasterMetrics | None = None,
         parallelism: int = 10,
+        wait_for_rules: bool = False,
     ) -> None:
         self.policy = policy
+        # Until the NodeFeatureRules are listed, a node's desired state lacks
+        # the rule outputs: removing anything then would flap rule labels.
+        self.rules_listed = not wait_for_rules
         self.metrics = metrics or MasterMetrics()
         self._lock = threading.Lock()
         self._nodes: dict[str, _NodeState] = {}
@@ -107,6 +111,7 @@ class Master:
         with self._lock:
             self._rules = list(rules)
             self._rules_generation += 1
+            self.rules_listed = True
             nodes = list(self._nodes.items())
         log.info(
             "NodeFeatureRules changed (%d rules): re-evaluating %d nodes",
@@ -185,6 +190,7 @@ class Master:
     ) -> Result:
         with self._lock:
             rules, generation = self._rules, self._rules_generation
+            allow_remove = allow_remove and self.rules_listed
         rule_output = None
         if rules:
             rule_output = self._run_rules(node, rules, features)

@@ -91,6 +91,8 @@ class RuleWatcher:
                     # No CRD installed: no rules. Still ready; pick them up once it exists.
                     if not self.synced.is_set():
                         log.warning("NodeFeatureRule CRD not installed: running without rules")
+                        self._specs = []
+                        self.on_rules([])
                     self.synced.set()
                 else:
                     log.warning("NodeFeatureRule watch: %s (retrying)", err)
