@@ -23,8 +23,6 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
-import yaml
-
 from nfd import __version__
 from nfd.cli.common import (
     add_discovery_options,
@@ -43,6 +41,9 @@ from nfd.worker.config import (
 )
 from nfd.worker.discovery import DiscoveryResult, run_discovery
 
+# Upstream's -metrics default; kept here so parsing flags doesn't load prometheus_client.
+DEFAULT_METRICS_PORT = 8081
+
 log = logging.getLogger("nfd-worker")
 
 DEFAULT_SERVER = "nfd-master:8080"
@@ -51,7 +52,6 @@ ONESHOT_PUBLISH_TIMEOUT = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nfd.worker.metrics import DEFAULT_METRICS_PORT
 
     parser = argparse.ArgumentParser(prog="nfd-worker", description="NFD worker")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -123,6 +123,8 @@ def load_config_with_options(args: argparse.Namespace) -> WorkerConfig:
     """Defaults < config file < ``--options`` < flags; ConfigError on anything bad."""
     if not args.options:
         return load_worker_config(args)
+    import yaml  # only with --options: a plain start skips its import cost
+
     try:
         overlay = yaml.safe_load(args.options)
     except yaml.YAMLError as err:

@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from nfd.rules.errors import RuleError
 from nfd.rules.expression import MatchExpression
 
@@ -98,6 +96,8 @@ def load_rules(data: Any, origin: str, *, worker: bool = False) -> list[Rule]:
 
 
 def _parse_yaml(text: str, origin: str) -> list[Any]:
+    import yaml  # rules given as objects (the master, static rules) never need it
+
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
 
@@ -222,6 +220,8 @@ def load_config(path: str, must_exist: bool = False) -> WorkerConfig:
 
 def key_lines(node: Any, prefix: str = "") -> dict[str, int]:
     """Line (1-based) of every mapping key in a composed YAML tree, by dotted path."""
+    import yaml
+
     lines: dict[str, int] = {}
     if not prefix:
         lines[""] = node.start_mark.line + 1
@@ -234,8 +234,12 @@ def key_lines(node: Any, prefix: str = "") -> dict[str, int]:
 
 
 def parse_config_text(text: str, origin: str) -> WorkerConfig:
-    loader = yaml.SafeLoader(text)
+    import yaml  # only when there is a file: a worker without one starts faster
+
+    loader = None
     try:
+        # The reader rejects control characters already in the constructor.
+        loader = yaml.SafeLoader(text)
         # Compose first, so errors in values can name the line of their key.
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -245,5 +249,6 @@ def parse_config_text(text: str, origin: str) -> WorkerConfig:
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return build_config(data, origin, key_lines(node) if node is not None else None)
