@@ -444,7 +444,7 @@ def _go_template_repl(repl: str) -> Callable[[Any], str]:
                 return "$"
             name = t.group(2) or t.group(3)
             try:
-                value = m.group(int(name)) if name.isdigit() else m.group(name)
+                value = m.group(int(name)) if name.isascii() and name.isdigit() else m.group(name)
             except (IndexError, KeyError, ValueError, re.error):
                 return ""
             return value or ""

@@ -123,7 +123,7 @@ def parse_misc_capacity(text: str) -> dict[str, int]:
     capacity: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
+        if len(parts) == 2 and parts[1].isascii() and parts[1].isdigit():
             capacity[parts[0]] = int(parts[1])
     return capacity
 

@@ -64,7 +64,7 @@ def hugepage_size_name(dirname: str) -> str | None:
     the rest as KiB.
     """
     size = dirname.removeprefix("hugepages-").rstrip("kB")
-    if not size.isdigit():
+    if not (size.isascii() and size.isdigit()):
         return None
     return "hugepages-" + kib_quantity(int(size))
 
@@ -118,7 +118,7 @@ def detect_hugepages(host: HostFS) -> dict[str, str]:
             continue
         count = host.read_attr(f"{HUGEPAGES_DIR}/{entry}/nr_hugepages") or ""
         pages[name] = count
-        if count.isdigit() and int(count) > 0:
+        if count.isascii() and count.isdigit() and int(count) > 0:
             pages["enabled"] = "true"
     return pages
 
