@@ -152,7 +152,9 @@ def detect_selinux(host: HostFS) -> bool | None:
         return False
     enforce = host.read_bytes("sys/fs/selinux/enforce", limit=1)
     if enforce is None:
-        return None
+        # As upstream: a missing enforce file means not enforcing; an
+        # unreadable one tells nothing.
+        return None if host.exists("sys/fs/selinux/enforce") else False
     return enforce == b"1"
 
 

@@ -240,8 +240,9 @@ def test_selinux_states(tmp_path):
     features = discover(permissive)
     assert features.attributes["kernel.selinux"] == {"enabled": "false"}
     assert "selinux.enabled" not in labels(permissive, features)
-    unreadable = write_tree(tmp_path / "c", {"sys/fs/selinux/avc/cache_stats": ""})
-    assert "kernel.selinux" not in discover(unreadable).attributes
+    # As upstream: selinuxfs without an enforce file is not enforcing.
+    no_enforce = write_tree(tmp_path / "c", {"sys/fs/selinux/avc/cache_stats": ""})
+    assert discover(no_enforce).attributes["kernel.selinux"] == {"enabled": "false"}
 
 
 def test_empty_tree_gives_only_kvm_false(tmp_path):
@@ -257,8 +258,8 @@ def test_empty_tree_gives_only_kvm_false(tmp_path):
 def test_procfs_fixture_tree():
     prefix = Path(__file__).resolve().parents[2].parent / "shared/fixtures/procfs/fixtures"
     features = discover(HostFS(str(prefix) + "/"))
-    # sys/fs/selinux has only avc/: SELinux present but enforce unreadable.
-    assert "kernel.selinux" not in features.attributes
+    # sys/fs/selinux has only avc/: no enforce file, so not enforcing (as upstream).
+    assert features.attributes["kernel.selinux"] == {"enabled": "false"}
     assert "kernel.version" not in features.attributes  # no proc/sys/kernel/osrelease
     assert features.attributes["kernel.kvm"] == {"enabled": "false"}
 
