@@ -19,6 +19,8 @@ venv: $(STAMPS)/venv
 
 proto: venv
 	PY=$(PY) hack/gen-proto.sh
+	@# Bytecode up front: with PYTHONDONTWRITEBYTECODE set, every start would compile.
+	$(PY) -m compileall -q nfd
 
 # Test infrastructure built from Go modules into ~/.cache/nfd (never the repo).
 binaries:

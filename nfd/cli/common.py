@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 
 from nfd.hostfs import HostFS
@@ -44,7 +43,8 @@ def add_discovery_options(parser: argparse.ArgumentParser) -> None:
 
 
 def node_name() -> str:
-    return os.environ.get("NODE_NAME") or socket.gethostname()
+    # os.uname() is the hostname without importing socket (start-up cost).
+    return os.environ.get("NODE_NAME") or os.uname().nodename
 
 
 def load_worker_config(args: argparse.Namespace) -> WorkerConfig:
