@@ -9,7 +9,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nfd.gpu import devices as gpu_devices
@@ -230,6 +230,8 @@ HOSTILE = st.one_of(
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(sorted(TYPICAL)), st.one_of(st.none(), HOSTILE)))
+@example(changes={"proc/sys/kernel/osrelease": b"6.1.0\x00x"})  # a NUL in a path
+@example(changes={"sys/fs/cgroup/misc.capacity": "sgx_epc \u00b2\n".encode()})
 def test_hostile_host_tree_through_every_source(
     record: Record, changes: dict[str, bytes | None]
 ) -> None:
