@@ -54,7 +54,7 @@ class HostFS:
         try:
             with open(self.path(rel), "rb") as f:
                 return f.read(limit)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: a NUL in a host-supplied name
             log.debug("cannot read %s: %s", self.path(rel), err)
             return None
 
@@ -71,21 +71,21 @@ class HostFS:
         return None if text is None else text.strip()
 
     def exists(self, rel: str) -> bool:
-        return os.path.lexists(self.path(rel))
+        return os.path.lexists(self.path(rel))  # False for a name with a NUL
 
     def is_dir(self, rel: str) -> bool:
-        return self.path(rel).is_dir()
+        return os.path.isdir(self.path(rel))
 
     def listdir(self, rel: str) -> list[str]:
         """Sorted entry names of a directory; empty when it is missing."""
         try:
             return sorted(os.listdir(self.path(rel)))
-        except OSError as err:
+        except (OSError, ValueError) as err:
             log.debug("cannot list %s: %s", self.path(rel), err)
             return []
 
     def readlink(self, rel: str) -> str | None:
         try:
             return os.readlink(self.path(rel))
-        except OSError:
+        except (OSError, ValueError):
             return None
