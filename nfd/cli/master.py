@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             if loop is not None:
                 loop.call_soon_threadsafe(loop_holder["stop"].set)
 
-        LeaderElector(
+        elector = LeaderElector(
             api_client,
             _namespace(args.namespace),
             identity,
@@ -244,14 +244,19 @@ def main(argv: list[str] | None = None) -> int:
             lease_duration=args.leader_elect_lease_duration,
             renew_deadline=args.leader_elect_renew_deadline,
             retry_period=args.leader_elect_retry_period,
-        ).start()
+        )
+        # Only the leader is ready and takes workers, so a Service routes them to it.
+        master.serving = lambda: elector.is_leader
+        elector.start()
 
     tls = TLSFiles(*tls_files) if all(tls_files) else None
     started = threading.Event()
     http = serve_http(
         args.metrics,
         metrics.registry,
-        lambda: started.is_set() and (watcher is None or watcher.synced.is_set()),
+        lambda: (
+            started.is_set() and (watcher is None or watcher.synced.is_set()) and master.serving()
+        ),
     )
 
     async def run() -> None:

@@ -89,6 +89,8 @@ class Master:
         # Until the NodeFeatureRules are listed, a node's desired state lacks
         # the rule outputs: removing anything then would flap rule labels.
         self.rules_listed = not wait_for_rules
+        # False on a standby replica under leader election: it refuses workers.
+        self.serving: Callable[[], bool] = lambda: True
         self.metrics = metrics or MasterMetrics()
         self._lock = threading.Lock()
         self._nodes: dict[str, _NodeState] = {}

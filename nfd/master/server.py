@@ -84,6 +84,15 @@ class _Auth:
                 )
 
 
+async def _check_serving(context: Any, master: Master) -> None:
+    # A standby replica (leader election) would accept and never write: send the
+    # worker back so it reconnects, through the Service, to the leader.
+    if not master.serving():
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "this nfd-master replica is a standby, not the leader"
+        )
+
+
 async def _check_size(context: Any, labels: Any) -> None:
     if len(labels) > MAX_LABELS:
         await context.abort(
@@ -97,6 +106,7 @@ class LabelerServicer(labeler_pb2_grpc.LabelerServicer):
         self.master, self.auth = master, auth
 
     async def SetLabels(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await _check_serving(context, self.master)
         await self.auth.check(context, request.node_name)
         await _check_size(context, request.labels)
         features = request.features if request.HasField("features") else None
@@ -132,6 +142,7 @@ class StreamServicer(nfdstream_pb2_grpc.FeatureStreamServicer):
                     continue  # keepalive
                 up = msg.update
                 if not node:
+                    await _check_serving(context, self.master)
                     await self.auth.check(context, up.node_name)
                     node = up.node_name
                     self.master.stream_opened(node)

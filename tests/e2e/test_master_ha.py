@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.master_harness import FNK, Harness, make_harness, register
+from tests.e2e.master_harness import FNK, Harness, _ready, make_harness, register
 from tests.kube.controlplane import ControlPlane, wait_until
 
 LEASE = ("--enable-leader-election", "--namespace=default")
@@ -48,13 +48,15 @@ def test_only_the_leader_writes_and_a_standby_takes_over(harness: Harness, tmp_p
     leader, port_a = harness.master(*LEASE, *FAST)
     wait_until(lambda: _holder(plane) != "", 30, "the lease to be taken")
     first = _holder(plane)
-    standby, port_b = harness.master(*LEASE, *FAST)
+    # A standby is never ready (a Service routes to the leader only) and sends workers
+    # away with UNAVAILABLE, so nothing it holds goes unwritten.
+    standby, port_b = harness.master(*LEASE, *FAST, wait=False)
+    wait_until(lambda: "serving gRPC" in standby.text(), 60, "the standby to start")
+    assert not _ready(standby.metrics_port, standby)  # type: ignore[attr-defined]
 
-    # A worker publishing to the standby: it computes but must not write.
     harness.worker(node_b, "cpu-only", f"127.0.0.1:{port_b}", _features(tmp_path, "b", "e2e=b\n"))
     harness.worker(node_a, "cpu-only", f"127.0.0.1:{port_a}", _features(tmp_path, "a", "e2e=a\n"))
     harness.wait_labels(node_a, lambda lb: lb.get(f"{FNK}/e2e") == "a", "leader's labels")
-    wait_until(lambda: "worker for node" in standby.text(), 30, "standby to get its worker")
     import time
 
     time.sleep(3)
