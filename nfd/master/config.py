@@ -1,0 +1,359 @@
+"""nfd-master.conf (upstream's master config file, reference §7.2) and its live reload.
+
+The file is YAML; ``--options`` is an inline YAML/JSON overlay on it, and flags given
+on the command line win over both. A config is loaded whole or not at all: a broken
+file raises ConfigError naming the file and line, and a running master keeps the
+config it has. Unknown keys are reported as warnings, as upstream ignores them.
+
+Only the label policy (extraLabelNs, denyLabelNs, labelWhiteList, resourceLabels,
+enableTaints) changes live; the other options are read at start and a change to
+them is logged as needing a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import select
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nfd.master.policy import PolicyConfig
+from nfd.regex import RegexError, compile_re2
+from nfd.worker.config import ConfigError, _Where, key_lines, parse_duration
+
+log = logging.getLogger("nfd-master")
+
+DEFAULT_MASTER_CONFIG_PATH = "/etc/kubernetes/node-feature-discovery/nfd-master.conf"
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    no_publish: bool = False
+    extra_label_ns: frozenset[str] = frozenset()
+    deny_label_ns: frozenset[str] = frozenset()
+    label_whitelist: str | None = None
+    resource_labels: frozenset[str] = frozenset()
+    enable_taints: bool = False
+    resync_period: float = 3600.0
+    nfd_api_parallelism: int = 10
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def policy(self, gpu_marking: bool) -> PolicyConfig:
+        return PolicyConfig(
+            extra_label_ns=self.extra_label_ns,
+            deny_label_ns=self.deny_label_ns,
+            label_whitelist=self.label_whitelist,
+            resource_labels=self.resource_labels,
+            enable_taints=self.enable_taints,
+            gpu_marking=gpu_marking,
+        )
+
+
+# MasterConfig field -> (upstream key, nfd-master flag dest).
+FIELDS: dict[str, tuple[str, str]] = {
+    "no_publish": ("noPublish", "no_publish"),
+    "extra_label_ns": ("extraLabelNs", "extra_label_ns"),
+    "deny_label_ns": ("denyLabelNs", "deny_label_ns"),
+    "label_whitelist": ("labelWhiteList", "label_whitelist"),
+    "resource_labels": ("resourceLabels", "resource_labels"),
+    "enable_taints": ("enableTaints", "enable_taints"),
+    "resync_period": ("resyncPeriod", "resync_period"),
+    "nfd_api_parallelism": ("nfdApiParallelism", "nfd_api_parallelism"),
+    "lease_duration": ("leaderElection.leaseDuration", "leader_elect_lease_duration"),
+    "renew_deadline": ("leaderElection.renewDeadline", "leader_elect_renew_deadline"),
+    "retry_period": ("leaderElection.retryPeriod", "leader_elect_retry_period"),
+}
+# What a running master can take over without a restart: the label policy.
+LIVE_FIELDS = frozenset(
+    {"extra_label_ns", "deny_label_ns", "label_whitelist", "resource_labels", "enable_taints"}
+)
+_SET_FIELDS = frozenset({"extra_label_ns", "deny_label_ns", "resource_labels"})
+_LIST_KEYS = {
+    "extraLabelNs": "extra_label_ns",
+    "denyLabelNs": "deny_label_ns",
+    "resourceLabels": "resource_labels",
+}
+# Upstream keys we accept quietly (logging is ours, there is no informer) or that
+# this master does not implement (warned about, not an error, as upstream ignores
+# unknown keys).
+_QUIET_KEYS = frozenset({"klog", "informerPageSize"})
+_UNSUPPORTED_KEYS = frozenset({"restrictions", "featureGates", "autoDefaultNs"})
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _names(value: Any, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):  # a comma list, as the flag takes
+        value = value.split(",")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    return frozenset(v.strip() for v in value if v.strip())
+
+
+def _duration(value: Any, where: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if seconds < 0:
+        raise ConfigError(f"{where}: must not be negative, got {value!r}")
+    return seconds
+
+
+def build_master_config(
+    data: Any, origin: str, lines: Mapping[str, int] | None = None
+) -> MasterConfig:
+    """MasterConfig from parsed YAML; ConfigError on bad values."""
+    at = _Where(origin, lines)
+    if data is None:
+        return MasterConfig()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{at()}: expected a mapping at the top level")
+    values: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, value in data.items():
+        where = at(str(key))
+        if key in ("noPublish", "enableTaints"):
+            values["no_publish" if key == "noPublish" else "enable_taints"] = _bool(value, where)
+        elif key in _LIST_KEYS:
+            values[_LIST_KEYS[key]] = _names(value, where)
+        elif key == "labelWhiteList":
+            if value is None or value == "":
+                values["label_whitelist"] = None
+                continue
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: expected a regexp string, got {value!r}")
+            try:
+                compile_re2(value)
+            except RegexError as err:
+                raise ConfigError(f"{where}: {err}") from None
+            values["label_whitelist"] = value
+        elif key == "resyncPeriod":
+            values["resync_period"] = _duration(value, where)
+        elif key == "nfdApiParallelism":
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{where}: expected a positive integer, got {value!r}")
+            values["nfd_api_parallelism"] = value
+        elif key == "leaderElection":
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: expected a mapping")
+            for sub, sub_value in value.items():
+                dest = {
+                    "leaseDuration": "lease_duration",
+                    "renewDeadline": "renew_deadline",
+                    "retryPeriod": "retry_period",
+                }.get(sub)
+                if dest is None:
+                    warnings.append(f"{at(f'{key}.{sub}')}: unknown option, ignored")
+                    continue
+                values[dest] = _duration(sub_value, at(f"{key}.{sub}"))
+        elif key in _QUIET_KEYS:
+            continue
+        elif key in _UNSUPPORTED_KEYS:
+            warnings.append(f"{where}: not supported by this nfd-master, ignored")
+        else:
+            warnings.append(f"{where}: unknown option, ignored")
+    return MasterConfig(**values, warnings=tuple(warnings))
+
+
+def _load_yaml(text: str, origin: str) -> tuple[Any, dict[str, int] | None]:
+    import yaml
+
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        # Compose first, so errors in values can name the line of their key.
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return data, key_lines(node) if node is not None else None
+
+
+def parse_master_config(text: str, origin: str, options: str | None = None) -> MasterConfig:
+    """Parse nfd-master.conf text; ``options`` (--options) overlays it key by key."""
+    data, lines = _load_yaml(text, origin)
+    if not options:
+        return build_master_config(data, origin, lines)
+    extra, extra_lines = _load_yaml(options, "--options")
+    build_master_config(extra, "--options", extra_lines)  # its own errors name --options
+    if data is None:
+        data = {}
+    if isinstance(data, Mapping) and isinstance(extra, Mapping):
+        merged = dict(data)
+        for key, value in extra.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        data = merged
+    return build_master_config(data, origin, lines)
+
+
+def read_config_text(path: str, must_exist: bool = False) -> str:
+    """The file's text; "" when it is missing and not ``must_exist``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(f"{path}: no such file") from None
+        return ""
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text: {err}") from None
+
+
+def load_master_config(
+    path: str, options: str | None = None, must_exist: bool = False
+) -> MasterConfig:
+    """Load nfd-master.conf; a missing file gives the defaults unless ``must_exist``."""
+    return parse_master_config(read_config_text(path, must_exist), path, options)
+
+
+# -- flags ---------------------------------------------------------------------
+
+
+def explicit_dests(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests of the flags actually given in ``argv`` (not defaulted): every
+    default is replaced by SUPPRESS, so only given flags reach the namespace."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _flag_value(name: str, value: Any) -> Any:
+    if name in _SET_FIELDS:
+        out: set[str] = set()
+        for v in value or []:
+            out |= {x.strip() for x in str(v).split(",") if x.strip()}
+        return frozenset(out)
+    if name in ("no_publish", "enable_taints"):
+        return bool(value)
+    return value
+
+
+def merge_flags(config: MasterConfig, args: argparse.Namespace, explicit: set[str]) -> MasterConfig:
+    """Flags given on the command line win over the config file."""
+    changes = {
+        name: _flag_value(name, getattr(args, dest))
+        for name, (_key, dest) in FIELDS.items()
+        if dest in explicit
+    }
+    return dataclasses.replace(config, **changes)
+
+
+def apply_to_args(config: MasterConfig, args: argparse.Namespace) -> None:
+    """Write the effective config into the flag namespace, for code that reads flags."""
+    for name, (_key, dest) in FIELDS.items():
+        value = getattr(config, name)
+        if name in _SET_FIELDS:
+            value = [",".join(sorted(value))] if value else None
+        setattr(args, dest, value)
+
+
+def restart_needed(old: MasterConfig, new: MasterConfig) -> list[str]:
+    """Upstream keys whose change a running master cannot take over."""
+    return [
+        key
+        for name, (key, _dest) in FIELDS.items()
+        if name not in LIVE_FIELDS and getattr(old, name) != getattr(new, name)
+    ]
+
+
+# -- watching ------------------------------------------------------------------
+
+
+class ConfigWatcher:
+    """Calls ``on_change`` (in its own thread) when the config file's content changes.
+
+    inotify on the file's directory through the worker's FileWatcher (stdlib only,
+    so no worker dependencies come along); it sees editors' rename-over and a
+    ConfigMap volume's ``..data`` swap. Where inotify is unavailable it falls back
+    to comparing the file every second.
+    """
+
+    POLL_S = 1.0
+    SETTLE_S = 0.05  # let a burst of writes (truncate, write, close) finish
+
+    def __init__(self, path: str, on_change: Callable[[], None]) -> None:
+        self.path = path
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._last = self._fingerprint()
+        self._thread = threading.Thread(target=self._run, name="config-watch", daemon=True)
+
+    def _fingerprint(self) -> tuple[Any, ...]:
+        try:
+            with open(self.path, "rb") as f:
+                return (True, f.read())
+        except OSError as err:
+            return (False, err.errno)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _check(self) -> None:
+        current = self._fingerprint()
+        if current == self._last:
+            return
+        self._last = current
+        try:
+            self._on_change()
+        except Exception:  # noqa: BLE001 - the watcher must survive a bad callback
+            log.exception("config reload failed")
+
+    def _run(self) -> None:
+        from nfd.worker.events import FileWatcher, WatchTarget
+
+        files: FileWatcher | None
+        try:
+            files = FileWatcher()
+            files.set_targets([WatchTarget(os.path.abspath(self.path), "config", is_file=True)])
+        except OSError as err:
+            log.warning("inotify unavailable (%s); checking %s every second", err, self.path)
+            files = None
+        try:
+            while not self._stop.is_set():
+                if files is None:
+                    self._stop.wait(self.POLL_S)
+                    self._check()
+                    continue
+                ready, _, _ = select.select([files.fileno()], [], [], self.POLL_S)
+                if ready and files.read():
+                    self._stop.wait(self.SETTLE_S)
+                    while select.select([files.fileno()], [], [], 0)[0]:
+                        files.read()
+                    self._check()
+        finally:
+            if files is not None:
+                files.close()
