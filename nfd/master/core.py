@@ -126,6 +126,21 @@ class Master:
             req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
             self._process(name, dict(req.labels), req.features, st, allow_remove=st.fresh)
 
+    def set_policy(self, policy: PolicyConfig) -> None:
+        """New label policy (master config reload): re-evaluate every node we hold
+        state for. Unlike set_rules this does not mark the rules listed."""
+        with self._lock:
+            self.policy = policy
+            # Also makes an unchanged resend be evaluated again under the new policy.
+            self._rules_generation += 1
+            nodes = list(self._nodes.items())
+        log.info("label policy changed: re-evaluating %d nodes", len(nodes))
+        for name, st in nodes:
+            if not st.blob:
+                continue
+            req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
+            self._process(name, dict(req.labels), req.features, st, allow_remove=st.fresh)
+
     def resync(self) -> None:
         """Re-evaluate and re-apply every node from its cached state (--resync-period):
         restores labels someone removed by hand."""
