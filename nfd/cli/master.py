@@ -16,6 +16,15 @@ import uuid
 from typing import Any
 
 from nfd import __version__
+from nfd.master.config import (
+    DEFAULT_MASTER_CONFIG_PATH,
+    ConfigReloader,
+    ConfigWatcher,
+    apply_to_args,
+    explicit_dests,
+    load_master_config,
+    merge_flags,
+)
 from nfd.master.core import Master, WorkItem
 from nfd.master.metrics import MasterMetrics, serve_http
 from nfd.master.policy import PolicyConfig, PolicyError
@@ -102,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only run the GPU marking stage on Nodes (no gRPC)",
     )
+    p.add_argument(
+        "--config",
+        default=DEFAULT_MASTER_CONFIG_PATH,
+        help="nfd-master.conf (YAML), watched and reloaded; flags given win over it",
+    )
+    p.add_argument("--options", default="", help="YAML/JSON overlay on the config file")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -138,12 +153,24 @@ def _gpu_fn(enabled: bool) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
+    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # nfd-master.conf under the flags: only flags given on the command line win.
+    explicit = explicit_dests(build_parser(), argv)
+    try:
+        running = load_master_config(args.config, args.options, "config" in explicit)
+    except ValueError as err:  # ConfigError
+        log.error("%s", err)
+        return 2
+    for warning in running.warnings:
+        log.warning("%s", warning)
+    running = merge_flags(running, args, explicit)
+    apply_to_args(running, args)
     tls_files = [args.ca_file, args.cert_file, args.key_file]
     if any(tls_files) and not all(tls_files):
         log.error("--ca-file, --cert-file and --key-file must be given together")
@@ -215,6 +242,20 @@ def main(argv: list[str] | None = None) -> int:
         args.nfd_api_parallelism,
         wait_for_rules=api_client is not None and bool(args.crd_controller),
     )
+    config_watch = None
+    if args.config:
+        reload = ConfigReloader(
+            args.config,
+            args.options,
+            "config" in explicit,
+            args,
+            explicit,
+            running,
+            master.set_policy,
+            bool(args.enable_gpu_marking),
+        )
+        config_watch = ConfigWatcher(args.config, reload)
+        config_watch.start()
     watcher = None
     if api_client is not None and args.crd_controller:
         from nfd.master.rules import RuleWatcher
@@ -299,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(run())
     http.shutdown()
     master.stop()
+    if config_watch:
+        config_watch.stop()
     if watcher:
         watcher.stop()
     return exit_code[0]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nfd.master.policy import PolicyConfig
+from nfd.master.policy import PolicyConfig, PolicyError
 from nfd.regex import RegexError, compile_re2
 from nfd.worker.config import ConfigError, _Where, key_lines, parse_duration
 
@@ -286,6 +286,52 @@ def restart_needed(old: MasterConfig, new: MasterConfig) -> list[str]:
     ]
 
 
+class ConfigReloader:
+    """Re-reads the config on a change: a good one swaps the label policy live, a
+    broken one is logged and the running config stays in force."""
+
+    def __init__(
+        self,
+        path: str,
+        options: str | None,
+        must_exist: bool,
+        args: argparse.Namespace,
+        explicit: set[str],
+        running: MasterConfig,
+        set_policy: Callable[[PolicyConfig], None],
+        gpu_marking: bool,
+    ) -> None:
+        self.path, self.options, self.must_exist = path, options, must_exist
+        self.args, self.explicit = args, explicit
+        self.running = running
+        self.set_policy = set_policy
+        self.gpu_marking = gpu_marking
+
+    def __call__(self) -> bool:
+        """True when a new config was taken over."""
+        try:
+            new = merge_flags(
+                load_master_config(self.path, self.options, self.must_exist),
+                self.args,
+                self.explicit,
+            )
+            policy = new.policy(self.gpu_marking)
+        except (ConfigError, PolicyError) as err:
+            log.error("config reload rejected, keeping the previous config: %s", err)
+            return False
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        for key in restart_needed(self.running, new):
+            log.warning("config %s: %s changed: needs a restart (not applied)", self.path, key)
+        live = {name: getattr(new, name) for name in LIVE_FIELDS}
+        changed = any(getattr(self.running, n) != v for n, v in live.items())
+        self.running = dataclasses.replace(self.running, **live)
+        if changed:
+            self.set_policy(policy)
+        log.info("config %s reloaded%s", self.path, "" if changed else " (label policy unchanged)")
+        return True
+
+
 # -- watching ------------------------------------------------------------------
 
 
@@ -301,7 +347,7 @@ class ConfigWatcher:
     POLL_S = 1.0
     SETTLE_S = 0.05  # let a burst of writes (truncate, write, close) finish
 
-    def __init__(self, path: str, on_change: Callable[[], None]) -> None:
+    def __init__(self, path: str, on_change: Callable[[], object]) -> None:
         self.path = path
         self._on_change = on_change
         self._stop = threading.Event()
