@@ -131,7 +131,7 @@ class Master:
         state for. Unlike set_rules this does not mark the rules listed."""
         with self._lock:
             self.policy = policy
-            # Also makes an unchanged resend be evaluated again under the new policy.
+            # A node whose re-evaluation below has not run yet is not 'unchanged'.
             self._rules_generation += 1
             nodes = list(self._nodes.items())
         log.info("label policy changed: re-evaluating %d nodes", len(nodes))
