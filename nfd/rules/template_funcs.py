@@ -24,19 +24,10 @@ from nfd.rules.template import go_float, go_print, go_sprint_value, go_type, tru
 
 REMOVED_FUNCS = {"env", "expandenv", "getHostByName"}
 UNSUPPORTED_SPRIG = {
-    "ago",
     "bcrypt",
     "buildCustomCert",
-    "date",
-    "dateInZone",
-    "dateModify",
-    "date_in_zone",
-    "date_modify",
     "decryptAES",
-    "deepCopy",
     "derivePassword",
-    "duration",
-    "durationRound",
     "encryptAES",
     "genCA",
     "genCAWithKey",
@@ -45,43 +36,10 @@ UNSUPPORTED_SPRIG = {
     "genSelfSignedCertWithKey",
     "genSignedCert",
     "genSignedCertWithKey",
-    "htmlDate",
-    "htmlDateInZone",
     "htpasswd",
-    "mustDateModify",
-    "mustDeepCopy",
-    "mustToDate",
-    "now",
-    "randAlpha",
-    "randAlphaNum",
-    "randAscii",
-    "randBytes",
-    "randInt",
-    "randNumeric",
-    "semver",
-    "semverCompare",
-    "shuffle",
-    "toDate",
-    "unixEpoch",
-    "urlJoin",
-    "urlParse",
-    "uuidv4",
-    "osBase",
-    "osClean",
-    "osDir",
-    "osExt",
-    "osIsAbs",
     "call",
-    "typeIsLike",
     "getHostByName",
     "regexReplaceAllLiteral_",
-    "mergeOverwrite",
-    "mustMergeOverwrite",
-    "merge",
-    "mustMerge",
-    "dig",
-    "chunk",
-    "mustChunk",
 }
 
 
@@ -887,3 +845,9 @@ FUNCS: dict[str, Callable[..., Any]] = {
 assert not (set(FUNCS) & REMOVED_FUNCS)
 # go_print is re-exported for tests that compare printing.
 __all__ = ["FUNCS", "REMOVED_FUNCS", "UNSUPPORTED_SPRIG", "go_print", "go_sprintf", "strval"]
+
+# The rest of Sprig (semver, dates, URLs, merges, random ...) lives in its own module.
+from nfd.rules.sprig_more import SPRIG_MORE  # noqa: E402
+
+FUNCS.update(SPRIG_MORE)
+assert not (set(SPRIG_MORE) & UNSUPPORTED_SPRIG)

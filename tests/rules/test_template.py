@@ -124,7 +124,7 @@ def test_render(source: str, expected: str) -> None:
         ('{{ env "HOME" }}', "not defined"),
         ('{{ expandenv "$HOME" }}', "not defined"),
         ('{{ getHostByName "x" }}', "not defined"),
-        ("{{ now }}", "not supported"),
+        ('{{ bcrypt "x" }}', "not supported"),
         ("{{ nosuchfunc }}", "not defined"),
         ("{{ if true }}", "missing {{end}}"),
         ("{{ end }}", "unexpected"),
