@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nfd.regex import compile_re2
 from nfd.rules.errors import TemplateError
 from nfd.rules.template import go_type
 
@@ -36,10 +37,11 @@ _CV = (
     r"(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
 )
 _OPS = r"=||!=|>|<|>=|=>|<=|=<|~|~>|\^"
-_CONSTRAINT_RE = re.compile(rf"^\s*({_OPS})\s*({_CV})\s*$")
-_RANGE_RE = re.compile(rf"\s*({_CV})\s+-\s+({_CV})\s*")
-_FIND_RE = re.compile(rf"({_OPS})\s*({_CV})")
-_VALID_RE = re.compile(rf"^(\s*({_OPS})\s*({_CV})\s*)((?:\s+|,\s*)({_OPS})\s*({_CV})\s*)*$")
+# RE2 like upstream: these patterns backtrack exponentially in Python's re on crafted input.
+_CONSTRAINT_RE = compile_re2(rf"^\s*({_OPS})\s*({_CV})\s*$")
+_RANGE_RE = compile_re2(rf"\s*({_CV})\s+-\s+({_CV})\s*")
+_FIND_RE = compile_re2(rf"({_OPS})\s*({_CV})")
+_VALID_RE = compile_re2(rf"^(\s*({_OPS})\s*({_CV})\s*)((?:\s+|,\s*)({_OPS})\s*({_CV})\s*)*$")
 _MAX_SEGMENT = 2**64 - 1
 
 
@@ -451,6 +453,9 @@ def parse_url(raw: str) -> dict[str, str]:
 
 def join_url(parts: Mapping[str, Any]) -> str:
     """Sprig urlJoin: url.URL{...}.String() from a urlParse-style dict."""
+
+    if not isinstance(parts, Mapping):
+        raise TemplateError(f"wrong type for value; expected map; got {go_type(parts)}")
 
     def part(key: str) -> str:
         value = parts.get(key)
@@ -933,6 +938,7 @@ def _rand_chars(alphabet: str) -> Callable[[Any], str]:
         n = to_int(count)
         if n < 0:
             raise TemplateError(f"Requested random string length {n} is less than 0.")
+        _check_size(n)
         return "".join(secrets.choice(alphabet) for _ in range(n))
 
     return rand
@@ -953,7 +959,16 @@ def _rand_bytes(count: Any) -> str:
     n = to_int(count)
     if n < 0:
         raise TemplateError(f"Requested random bytes length {n} is less than 0.")
+    _check_size(n)
     return base64.b64encode(secrets.token_bytes(n)).decode()
+
+
+def _check_size(n: int) -> None:
+    # Nothing bigger than the template output limit can be used, so refuse to build it.
+    from nfd.rules.template import MAX_OUTPUT
+
+    if n > MAX_OUTPUT:
+        raise TemplateError(f"random length {n} exceeds the template output limit ({MAX_OUTPUT})")
 
 
 def _shuffle(text: Any) -> str:

@@ -325,6 +325,8 @@ def test_url_join_from_dict() -> None:
     )
     assert render(src) == "https://me:p%40ss@h:80/a%20b?x=1#f%20g"
     assert render('{{ urlJoin (dict "path" "a:b") }}') == "./a:b"
+    with pytest.raises(TemplateError, match="expected map"):
+        render('{{ urlJoin "http://x" }}')
 
 
 # -- dicts -----------------------------------------------------------------------------
@@ -527,6 +529,21 @@ def test_random_values() -> None:
     )
     with pytest.raises(TemplateError, match="Intn"):
         render("{{ randInt 5 5 }}")
+    with pytest.raises(TemplateError, match="less than 0"):
+        render("{{ randAlpha -1 }}")
+
+
+@pytest.mark.parametrize("source", ["{{ randAlpha 100000000 }}", "{{ randBytes 100000000 }}"])
+def test_random_sizes_are_bounded(source: str) -> None:
+    # Refused up front instead of building 100 MB first.
+    with pytest.raises(TemplateError, match="exceeds the template output limit"):
+        render(source)
+
+
+def test_semver_constraint_parsing_is_linear() -> None:
+    # Upstream uses RE2; a backtracking engine takes exponential time on this input.
+    with pytest.raises(TemplateError, match="improper constraint"):
+        render("{{ semverCompare .c .v }}", {"c": "1  " * 5000 + "!", "v": "1.0.0"})
 
 
 # -- what is still not supported --------------------------------------------------------
