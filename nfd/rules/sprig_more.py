@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from nfd.regex import compile_re2
+from nfd.regex import RegexError, compile_re2
 from nfd.rules.errors import TemplateError
 from nfd.rules.template import go_type
 
@@ -544,6 +544,7 @@ def _type_is_like(target: Any, value: Any) -> bool:
 _NS = {"ns": 1, "us": 1000, "µs": 1000, "μs": 1000, "ms": 10**6, "s": 10**9}
 _NS.update({"m": 60 * 10**9, "h": 3600 * 10**9})
 _MAX_DURATION = 2**63 - 1
+_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 
 
 def parse_go_duration(text: str) -> int:
@@ -558,8 +559,9 @@ def parse_go_duration(text: str) -> int:
     if text == "":
         raise ValueError(f'time: invalid duration "{orig}"')
     total = 0
-    while text:
-        m = re.match(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)", text)
+    pos = 0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
         if m is None or (not m.group(1) and not m.group(2)):
             raise ValueError(f'time: invalid duration "{orig}"')
         unit = m.group(3)
@@ -574,7 +576,7 @@ def parse_go_duration(text: str) -> int:
         total += whole
         if total > _MAX_DURATION + (1 if sign < 0 else 0):
             raise ValueError(f'time: invalid duration "{orig}"')
-        text = text[m.end() :]
+        pos = m.end()
     return sign * total
 
 
@@ -793,7 +795,11 @@ def parse_go_time(layout: str, value: str, zone: tzinfo) -> GoTime:
             group = f"g{len(names)}"
             names.append(tok)
             pattern.append(f"(?P<{group}>{_token_pattern(tok)})")
-    m = re.fullmatch("".join(pattern), value)
+    try:
+        # RE2: a layout of many adjacent numeric elements would backtrack badly in re.
+        m = compile_re2("".join(pattern)).fullmatch(value)
+    except RegexError as err:
+        raise TemplateError(f'parsing time "{value}" as "{layout}": {err}') from None
     if m is None:
         raise TemplateError(f'parsing time "{value}" as "{layout}": cannot parse')
     year, month, day, hour, minute, second = 1, 1, 1, 0, 0, 0

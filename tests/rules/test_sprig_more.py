@@ -494,6 +494,11 @@ def test_to_date_fraction_and_month_names() -> None:
     assert render(src) == "1709643720"
 
 
+def test_to_date_layout_bomb_is_linear() -> None:
+    # Many adjacent one-or-two-digit elements: exponential for a backtracking engine.
+    assert render("{{ toDate .l .v }}", {"l": "1" * 200, "v": "1" * 401}).startswith("0001-01-01")
+
+
 def test_now_and_ago() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", render("{{ now | htmlDate }}"))
     assert render('{{ now | dateModify "-2h" | ago }}') == "2h0m0s"
