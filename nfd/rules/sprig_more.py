@@ -1062,3 +1062,63 @@ def _chunk(size: Any, lst: Any) -> list[list[Any]]:
 
 
 SPRIG_MORE.update({"dig": _dig, "chunk": _chunk, "mustChunk": _chunk})
+
+
+# -- derivePassword (Master Password algorithm, as Sprig) --------------------------------------
+
+_MP_SEED = b"com.lyndir.masterpassword"
+_MP_TEMPLATES = {
+    "maximum": ["anoxxxxxxxxxxxxxxxxx", "axxxxxxxxxxxxxxxxxno"],
+    "long": [
+        a + b + c
+        for a, b, c in (
+            ("Cvcvno", "Cvcv", "Cvcv"), ("Cvcv", "Cvcvno", "Cvcv"), ("Cvcv", "Cvcv", "Cvcvno"),
+            ("Cvccno", "Cvcv", "Cvcv"), ("Cvcc", "Cvcvno", "Cvcv"), ("Cvcc", "Cvcv", "Cvcvno"),
+            ("Cvcvno", "Cvcc", "Cvcv"), ("Cvcv", "Cvccno", "Cvcv"), ("Cvcv", "Cvcc", "Cvcvno"),
+            ("Cvcvno", "Cvcv", "Cvcc"), ("Cvcv", "Cvcvno", "Cvcc"), ("Cvcv", "Cvcv", "Cvccno"),
+            ("Cvccno", "Cvcc", "Cvcv"), ("Cvcc", "Cvccno", "Cvcv"), ("Cvcc", "Cvcc", "Cvcvno"),
+            ("Cvcvno", "Cvcc", "Cvcc"), ("Cvcv", "Cvccno", "Cvcc"), ("Cvcv", "Cvcc", "Cvccno"),
+            ("Cvccno", "Cvcv", "Cvcc"), ("Cvcc", "Cvcvno", "Cvcc"), ("Cvcc", "Cvcv", "Cvccno"),
+        )
+    ],
+    "medium": ["CvcnoCvc", "CvcCvcno"],
+    "short": ["Cvcn"],
+    "basic": ["aaanaaan", "aannaaan", "aaannaaa"],
+    "pin": ["nnnn"],
+}  # fmt: skip
+_MP_CHARS = {
+    "V": "AEIOU",
+    "C": "BCDFGHJKLMNPQRSTVWXYZ",
+    "v": "aeiou",
+    "c": "bcdfghjklmnpqrstvwxyz",
+    "A": "AEIOUBCDFGHJKLMNPQRSTVWXYZ",
+    "a": "AEIOUaeiouBCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz",
+    "n": "0123456789",
+    "o": "@&%?,=[]_:-+*$#!'^~;()/.",
+    "x": "AEIOUaeiouBCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz0123456789!@#$%^&*()",
+}
+
+
+def _derive_password(counter: Any, kind: Any, password: Any, user: Any, site: Any) -> str:
+    import hashlib
+    import hmac
+
+    from nfd.rules.template_funcs import to_int
+
+    templates = _MP_TEMPLATES.get(_str(kind))
+    if templates is None:
+        return f"cannot find password template {_str(kind)}"
+    user_b, site_b = _str(user).encode(), _str(site).encode()
+    salt = _MP_SEED + len(user_b).to_bytes(4, "big") + user_b
+    # scrypt N=32768, r=8, p=2 needs 32 MiB; OpenSSL's default cap is exactly that.
+    key = hashlib.scrypt(
+        _str(password).encode(), salt=salt, n=32768, r=8, p=2, maxmem=64 << 20, dklen=64
+    )
+    message = _MP_SEED + len(site_b).to_bytes(4, "big") + site_b
+    message += (to_int(counter) & 0xFFFFFFFF).to_bytes(4, "big")
+    seed = hmac.new(key, message, hashlib.sha256).digest()
+    template = templates[seed[0] % len(templates)]
+    return "".join(_MP_CHARS[ch][seed[i + 1] % len(_MP_CHARS[ch])] for i, ch in enumerate(template))
+
+
+SPRIG_MORE["derivePassword"] = _derive_password

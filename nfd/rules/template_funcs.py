@@ -27,7 +27,6 @@ UNSUPPORTED_SPRIG = {
     "bcrypt",
     "buildCustomCert",
     "decryptAES",
-    "derivePassword",
     "encryptAES",
     "genCA",
     "genCAWithKey",

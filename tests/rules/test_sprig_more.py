@@ -559,3 +559,13 @@ def test_crypto_functions_still_fail_clearly(name: str) -> None:
     assert name not in FUNCS
     with pytest.raises(TemplateError, match=f"function '{name}' \\(Sprig\\) is not supported"):
         render(f"{{{{ {name} }}}}")
+
+
+def test_derive_password() -> None:
+    # Sprig's own test vector (Master Password algorithm: scrypt + HMAC-SHA256).
+    src = '{{ derivePassword 1 "long" "password" "user" "example.com" }}'
+    assert render(src) == "ZedaFaxcZaso9*"
+    assert render('{{ derivePassword 1 "pin" "p" "u" "s" }}').isdigit()
+    assert (
+        render('{{ derivePassword 1 "nope" "p" "u" "s" }}') == "cannot find password template nope"
+    )
