@@ -130,12 +130,17 @@ def _rule_lists(data: Any, origin: str) -> list[tuple[str, Any]]:
         raise RuleError(f"{origin}: expected a NodeFeatureRule, a spec with 'rules' or a rule")
     if isinstance(data, list):
         if data and all(_is_object(d) for d in data):
-            objects = sorted(data, key=lambda d: str((d.get("metadata") or {}).get("name", "")))
+            objects = sorted(data, key=_object_name)
             return [_object_rules(d, origin) for d in objects]
         if any(_is_object(d) for d in data):
             raise RuleError(f"{origin}: a list must hold only NodeFeatureRule objects or rules")
         return [(origin, data)]
     raise RuleError(f"{origin}: expected a NodeFeatureRule or a list of rules, got {_kind(data)}")
+
+
+def _object_name(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    return str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
 
 
 def _object_rules(obj: Mapping[str, Any], origin: str) -> tuple[str, Any]:
