@@ -14,11 +14,9 @@ import random
 import re
 import secrets
 import string
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nfd.regex import RegexError, compile_re2
 from nfd.rules.errors import TemplateError
@@ -38,10 +36,11 @@ _CV = (
 )
 _OPS = r"=||!=|>|<|>=|=>|<=|=<|~|~>|\^"
 # RE2 like upstream: these patterns backtrack exponentially in Python's re on crafted input.
-_CONSTRAINT_RE = compile_re2(rf"^\s*({_OPS})\s*({_CV})\s*$")
-_RANGE_RE = compile_re2(rf"\s*({_CV})\s+-\s+({_CV})\s*")
-_FIND_RE = compile_re2(rf"({_OPS})\s*({_CV})")
-_VALID_RE = compile_re2(rf"^(\s*({_OPS})\s*({_CV})\s*)((?:\s+|,\s*)({_OPS})\s*({_CV})\s*)*$")
+# Compiled on use (compile_re2 caches) so importing the rule engine stays cheap.
+_CONSTRAINT_RE = rf"^\s*({_OPS})\s*({_CV})\s*$"
+_RANGE_RE = rf"\s*({_CV})\s+-\s+({_CV})\s*"
+_FIND_RE = rf"({_OPS})\s*({_CV})"
+_VALID_RE = rf"^(\s*({_OPS})\s*({_CV})\s*)((?:\s+|,\s*)({_OPS})\s*({_CV})\s*)*$"
 _MAX_SEGMENT = 2**64 - 1
 
 
@@ -225,7 +224,7 @@ def _is_x(s: str) -> bool:
 def _parse_constraint(text: str) -> _Constraint:
     if not text:
         return _Constraint("", parse_semver("0.0.0"), True, False, False)
-    m = _CONSTRAINT_RE.match(text)
+    m = compile_re2(_CONSTRAINT_RE).match(text)
     if m is None:
         raise TemplateError(f"improper constraint: {text}")
     major, minor, patch, pre = m.group(3), m.group(4) or "", m.group(5) or "", m.group(6) or ""
@@ -246,13 +245,13 @@ def _parse_constraint(text: str) -> _Constraint:
 
 def parse_constraints(text: str) -> list[list[_Constraint]]:
     """semver.NewConstraint: ``||`` separates alternatives, commas or spaces join ANDs."""
-    for m in list(_RANGE_RE.finditer(text)):
+    for m in list(compile_re2(_RANGE_RE).finditer(text)):
         text = text.replace(m.group(0), f">= {m.group(1)}, <= {m.group(11)}", 1)
     alternatives = []
     for part in text.split("||"):
-        if not _VALID_RE.match(part):
+        if not compile_re2(_VALID_RE).match(part):
             raise TemplateError(f"improper constraint: {part}")
-        found = [m.group(0) for m in _FIND_RE.finditer(part)] or [part]
+        found = [m.group(0) for m in compile_re2(_FIND_RE).finditer(part)] or [part]
         alternatives.append([_parse_constraint(s) for s in found])
     return alternatives
 
@@ -879,8 +878,10 @@ def _load_zone(name: str) -> tzinfo:
     if name in ("", "UTC"):
         return UTC
     try:
+        from zoneinfo import ZoneInfo  # only templates that name a zone pay for it
+
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (LookupError, ValueError):
         return UTC  # Sprig falls back to UTC for an unknown zone
 
 
@@ -1028,7 +1029,7 @@ SPRIG_MORE: dict[str, Callable[..., Any]] = {
     "randInt": _rand_int,
     "randBytes": _rand_bytes,
     "shuffle": _shuffle,
-    "uuidv4": lambda: str(uuid.uuid4()),
+    "uuidv4": lambda: str(__import__("uuid").uuid4()),
 }
 
 
@@ -1122,3 +1123,167 @@ def _derive_password(counter: Any, kind: Any, password: Any, user: Any, site: An
 
 
 SPRIG_MORE["derivePassword"] = _derive_password
+
+
+# -- encryptAES / decryptAES (AES-256-CBC, PKCS#7 padding, IV first; as Sprig) ------------------
+# The standard library has no AES and nfd takes no crypto dependency, so this is a small,
+# table-driven AES; it is only for templates, which Sprig allows to use it.
+
+
+def _xtime(a: int) -> int:
+    a <<= 1
+    return (a ^ 0x11B) if a & 0x100 else a
+
+
+def _gmul(a: int, b: int) -> int:
+    out = 0
+    while b:
+        if b & 1:
+            out ^= a
+        a, b = _xtime(a), b >> 1
+    return out
+
+
+def _build_sbox() -> tuple[list[int], list[int]]:
+    # S-box = affine transform of the multiplicative inverse in GF(2^8).
+    inverse = [0] * 256
+    for a in range(1, 256):
+        for b in range(1, 256):
+            if _gmul(a, b) == 1:
+                inverse[a] = b
+                break
+    sbox = []
+    for a in range(256):
+        x = inverse[a]
+        y = x
+        for shift in range(1, 5):
+            y ^= ((x << shift) | (x >> (8 - shift))) & 0xFF
+        sbox.append(y ^ 0x63)
+    inv = [0] * 256
+    for i, v in enumerate(sbox):
+        inv[v] = i
+    return sbox, inv
+
+
+_SBOX: list[int] = []
+_INV_SBOX: list[int] = []
+_MUL: dict[int, list[int]] = {}
+
+
+def _init_tables() -> None:
+    # Built on first use: ~0.1 s that worker start-up should not pay.
+    if not _SBOX:
+        sbox, inv = _build_sbox()
+        _MUL.update({n: [_gmul(a, n) for a in range(256)] for n in (2, 3, 9, 11, 13, 14)})
+        _INV_SBOX[:] = inv
+        _SBOX[:] = sbox
+
+
+def _expand_key(key: bytes) -> list[list[int]]:
+    words = [list(key[i : i + 4]) for i in range(0, 32, 4)]
+    rcon = 1
+    for i in range(8, 60):
+        t = list(words[i - 1])
+        if i % 8 == 0:
+            t = [_SBOX[b] for b in t[1:] + t[:1]]
+            t[0] ^= rcon
+            rcon = _xtime(rcon)
+        elif i % 8 == 4:
+            t = [_SBOX[b] for b in t]
+        words.append([words[i - 8][j] ^ t[j] for j in range(4)])
+    return [sum(words[4 * r : 4 * r + 4], []) for r in range(15)]
+
+
+def _encrypt_block(block: list[int], keys: list[list[int]]) -> list[int]:
+    s = [b ^ k for b, k in zip(block, keys[0], strict=True)]
+    m2, m3 = _MUL[2], _MUL[3]
+    for rnd in range(1, 15):
+        s = [_SBOX[b] for b in s]
+        s = [s[r + 4 * ((c + r) % 4)] for c in range(4) for r in range(4)]
+        if rnd < 14:
+            mixed = []
+            for c in range(4):
+                a0, a1, a2, a3 = s[4 * c : 4 * c + 4]
+                mixed += [
+                    m2[a0] ^ m3[a1] ^ a2 ^ a3,
+                    a0 ^ m2[a1] ^ m3[a2] ^ a3,
+                    a0 ^ a1 ^ m2[a2] ^ m3[a3],
+                    m3[a0] ^ a1 ^ a2 ^ m2[a3],
+                ]
+            s = mixed
+        s = [b ^ k for b, k in zip(s, keys[rnd], strict=True)]
+    return s
+
+
+def _decrypt_block(block: list[int], keys: list[list[int]]) -> list[int]:
+    s = [b ^ k for b, k in zip(block, keys[14], strict=True)]
+    m9, m11, m13, m14 = _MUL[9], _MUL[11], _MUL[13], _MUL[14]
+    for rnd in range(13, -1, -1):
+        shifted = [0] * 16
+        for c in range(4):
+            for r in range(4):
+                shifted[r + 4 * ((c + r) % 4)] = s[r + 4 * c]
+        s = [_INV_SBOX[b] for b in shifted]
+        s = [b ^ k for b, k in zip(s, keys[rnd], strict=True)]
+        if rnd > 0:
+            mixed = []
+            for c in range(4):
+                a0, a1, a2, a3 = s[4 * c : 4 * c + 4]
+                mixed += [
+                    m14[a0] ^ m11[a1] ^ m13[a2] ^ m9[a3],
+                    m9[a0] ^ m14[a1] ^ m11[a2] ^ m13[a3],
+                    m13[a0] ^ m9[a1] ^ m14[a2] ^ m11[a3],
+                    m11[a0] ^ m13[a1] ^ m9[a2] ^ m14[a3],
+                ]
+            s = mixed
+    return s
+
+
+def _aes_key(password: Any) -> list[list[int]]:
+    # Sprig copies the password into a zeroed 32-byte key (AES-256), truncating longer ones.
+    _init_tables()
+    return _expand_key(_str(password).encode()[:32].ljust(32, b"\0"))
+
+
+def encrypt_aes(password: Any, plaintext: Any) -> str:
+    text = _str(plaintext).encode()
+    if not text:
+        return ""
+    _check_size(len(text))
+    keys = _aes_key(password)
+    pad = 16 - len(text) % 16
+    data = text + bytes([pad]) * pad
+    prev = list(secrets.token_bytes(16))
+    out = bytes(prev)
+    for i in range(0, len(data), 16):
+        prev = _encrypt_block([b ^ p for b, p in zip(data[i : i + 16], prev, strict=True)], keys)
+        out += bytes(prev)
+    return base64.b64encode(out).decode()
+
+
+def decrypt_aes(password: Any, crypt64: Any) -> str:
+    text = _str(crypt64)
+    if not text:
+        return ""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError as err:
+        raise TemplateError(f"illegal base64 data: {err}") from None
+    _check_size(len(data))
+    if len(data) < 32 or len(data) % 16:
+        raise TemplateError("crypto/cipher: input not full blocks")
+    keys = _aes_key(password)
+    prev = list(data[:16])
+    out = bytearray()
+    for i in range(16, len(data), 16):
+        block = list(data[i : i + 16])
+        out += bytes(b ^ p for b, p in zip(_decrypt_block(block, keys), prev, strict=True))
+        prev = block
+    pad = out[-1]
+    if pad > len(out):
+        raise TemplateError("slice bounds out of range")  # Go panics here
+    return bytes(out[: len(out) - pad]).decode("utf-8", "replace")
+
+
+SPRIG_MORE["encryptAES"] = encrypt_aes
+SPRIG_MORE["decryptAES"] = decrypt_aes

@@ -26,8 +26,6 @@ REMOVED_FUNCS = {"env", "expandenv", "getHostByName"}
 UNSUPPORTED_SPRIG = {
     "bcrypt",
     "buildCustomCert",
-    "decryptAES",
-    "encryptAES",
     "genCA",
     "genCAWithKey",
     "genPrivateKey",

@@ -569,3 +569,40 @@ def test_derive_password() -> None:
     assert (
         render('{{ derivePassword 1 "nope" "p" "u" "s" }}') == "cannot find password template nope"
     )
+
+
+def _cbc(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
+    # Reference AES from the dev-only `cryptography` package (nfd itself does not use it).
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
+    op = cipher.encryptor() if encrypt else cipher.decryptor()
+    return op.update(data) + op.finalize()
+
+
+@pytest.mark.parametrize(
+    ("password", "plaintext"),
+    [("secretkey", "plaintext"), ("", "x" * 16), ("k" * 40, "ünïcode and more than one block")],
+)
+def test_aes_matches_reference(password: str, plaintext: str) -> None:
+    key = password.encode()[:32].ljust(32, b"\0")
+    crypt = base64.b64decode(render("{{ encryptAES .p .t }}", {"p": password, "t": plaintext}))
+    padded = _cbc(key, crypt[:16], crypt[16:], encrypt=False)
+    assert padded[: len(padded) - padded[-1]].decode() == plaintext
+    # And the other way: decrypt what the reference encrypted.
+    data = plaintext.encode()
+    pad = 16 - len(data) % 16
+    iv = bytes(range(16))
+    theirs = base64.b64encode(iv + _cbc(key, iv, data + bytes([pad]) * pad, encrypt=True)).decode()
+    assert render("{{ decryptAES .p .c }}", {"p": password, "c": theirs}) == plaintext
+    # Sprig's documented round trip.
+    src = "{{ encryptAES .p .t | decryptAES .p }}"
+    assert render(src, {"p": password, "t": plaintext}) == plaintext
+
+
+def test_aes_edge_cases() -> None:
+    assert render('{{ encryptAES "k" "" }} {{ decryptAES "k" "" }}') == " "
+    with pytest.raises(TemplateError, match="not full blocks"):
+        render('{{ decryptAES "k" "YWJj" }}')
+    with pytest.raises(TemplateError, match="base64"):
+        render('{{ decryptAES "k" "!!" }}')
