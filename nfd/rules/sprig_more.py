@@ -16,6 +16,7 @@ import secrets
 import string
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from nfd.regex import RegexError, compile_re2
@@ -652,6 +653,9 @@ class GoTime(datetime):
         return format_go_time(self, "2006-01-02 15:04:05.999999999 -0700 MST")
 
 
+GoTime.__name__ = "time.Time"  # what typeOf/typeIsLike report, as for Go's time.Time
+
+
 def _go_time(dt: datetime) -> GoTime:
     return GoTime(
         dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond, dt.tzinfo
@@ -1100,6 +1104,19 @@ _MP_CHARS = {
 }
 
 
+@lru_cache(maxsize=16)
+def _master_key(password: str, user: str) -> bytes:
+    # ~0.25 s of scrypt: cached so a template deriving many site passwords pays it once.
+    import hashlib
+
+    user_b = user.encode()
+    salt = _MP_SEED + len(user_b).to_bytes(4, "big") + user_b
+    # scrypt N=32768, r=8, p=2 needs 32 MiB; OpenSSL's default cap is exactly that.
+    return hashlib.scrypt(
+        password.encode(), salt=salt, n=32768, r=8, p=2, maxmem=64 << 20, dklen=64
+    )
+
+
 def _derive_password(counter: Any, kind: Any, password: Any, user: Any, site: Any) -> str:
     import hashlib
     import hmac
@@ -1109,12 +1126,8 @@ def _derive_password(counter: Any, kind: Any, password: Any, user: Any, site: An
     templates = _MP_TEMPLATES.get(_str(kind))
     if templates is None:
         return f"cannot find password template {_str(kind)}"
-    user_b, site_b = _str(user).encode(), _str(site).encode()
-    salt = _MP_SEED + len(user_b).to_bytes(4, "big") + user_b
-    # scrypt N=32768, r=8, p=2 needs 32 MiB; OpenSSL's default cap is exactly that.
-    key = hashlib.scrypt(
-        _str(password).encode(), salt=salt, n=32768, r=8, p=2, maxmem=64 << 20, dklen=64
-    )
+    site_b = _str(site).encode()
+    key = _master_key(_str(password), _str(user))
     message = _MP_SEED + len(site_b).to_bytes(4, "big") + site_b
     message += (to_int(counter) & 0xFFFFFFFF).to_bytes(4, "big")
     seed = hmac.new(key, message, hashlib.sha256).digest()
@@ -1239,6 +1252,15 @@ def _decrypt_block(block: list[int], keys: list[list[int]]) -> list[int]:
     return s
 
 
+# Pure-Python AES runs at ~8 ms/KiB; rule templates are at most 64 KiB, so is AES input.
+_MAX_AES_INPUT = 64 * 1024
+
+
+def _check_aes_size(n: int) -> None:
+    if n > _MAX_AES_INPUT:
+        raise TemplateError(f"AES input of {n} bytes exceeds the limit ({_MAX_AES_INPUT})")
+
+
 def _aes_key(password: Any) -> list[list[int]]:
     # Sprig copies the password into a zeroed 32-byte key (AES-256), truncating longer ones.
     _init_tables()
@@ -1249,7 +1271,7 @@ def encrypt_aes(password: Any, plaintext: Any) -> str:
     text = _str(plaintext).encode()
     if not text:
         return ""
-    _check_size(len(text))
+    _check_aes_size(len(text))
     keys = _aes_key(password)
     pad = 16 - len(text) % 16
     data = text + bytes([pad]) * pad
@@ -1269,7 +1291,7 @@ def decrypt_aes(password: Any, crypt64: Any) -> str:
         data = base64.b64decode(text, validate=True)
     except ValueError as err:
         raise TemplateError(f"illegal base64 data: {err}") from None
-    _check_size(len(data))
+    _check_aes_size(len(data))
     if len(data) < 32 or len(data) % 16:
         raise TemplateError("crypto/cipher: input not full blocks")
     keys = _aes_key(password)

@@ -606,3 +606,9 @@ def test_aes_edge_cases() -> None:
         render('{{ decryptAES "k" "YWJj" }}')
     with pytest.raises(TemplateError, match="base64"):
         render('{{ decryptAES "k" "!!" }}')
+    with pytest.raises(TemplateError, match="exceeds the limit"):
+        render("{{ encryptAES .k .t }}", {"k": "k", "t": "x" * (64 * 1024 + 1)})
+
+
+def test_time_type_name() -> None:
+    assert render('{{ typeOf now }} {{ typeIsLike "time.Time" now }}') == "time.Time true"
