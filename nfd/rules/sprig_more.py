@@ -523,6 +523,8 @@ def _merge_into(dst: dict[str, Any], src: Mapping[str, Any], overwrite: bool) ->
 
 def _merge(overwrite: bool) -> Callable[..., Any]:
     def merge(dst: Any, *srcs: Any) -> Any:
+        if isinstance(dst, Mapping) and not isinstance(dst, dict):
+            dst = dict(dst)  # read-only feature data: merge into a copy
         if not isinstance(dst, dict):
             raise TemplateError(f"wrong type for value; expected map; got {go_type(dst)}")
         for src in srcs:
