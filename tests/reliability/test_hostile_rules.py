@@ -103,6 +103,11 @@ BOMBS = {
     "printf-width": '{{ printf "%1999999999d" 1 }}',
     "until": "{{ range until 1000000000 }}{{ end }}",
     "range-int": "{{ range 1000000000 }}{{ end }}",
+    "randAlpha": "{{ randAlpha 2000000000 }}",
+    "randBytes": "{{ randBytes 2000000000 }}",
+    "derivePassword-loop": (
+        '{{ range $i := until 200 }}{{ derivePassword 1 "long" (print $i) "u" "s" }}{{ end }}'
+    ),
     "untilStep": "{{ range untilStep 0 1000000000 1 }}{{ end }}",
     "seq": "{{ seq 1 1000000000 }}",
     "nested-range": (
