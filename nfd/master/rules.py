@@ -21,14 +21,27 @@ GROUP, VERSION, PLURAL = "nfd.k8s-sigs.io", "v1alpha1", "nodefeaturerules"
 def load_rule_objects(objects: list[dict[str, Any]], on_error: Callable[[str], None]) -> list[Any]:
     """Rules of all objects in name order (as upstream)."""
     from nfd.rules import RuleError, load_rules
+    from nfd.rules.schema import parse_rule
 
     rules: list[Any] = []
     for obj in sorted(objects, key=lambda o: (o.get("metadata") or {}).get("name", "")):
         name = (obj.get("metadata") or {}).get("name", "?")
+        origin = f"NodeFeatureRule {name}"
         try:
-            rules.extend(load_rules(obj, f"NodeFeatureRule {name}"))
+            rules.extend(load_rules(obj, origin))
+            continue
         except RuleError as err:
-            on_error(f"NodeFeatureRule {name}: {err}")
+            spec = obj.get("spec")
+            raw_rules = spec.get("rules") if isinstance(spec, dict) else None
+            if not isinstance(raw_rules, list):
+                on_error(f"{origin}: {err}")
+                continue
+        # One bad rule costs only itself, as upstream: load the object rule by rule.
+        for index, raw in enumerate(raw_rules):
+            try:
+                rules.extend(parse_rule(raw, f"{origin}: spec.rules[{index}]", origin))
+            except RuleError as err:
+                on_error(str(err))
     return rules
 
 
