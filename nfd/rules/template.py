@@ -13,6 +13,7 @@ subset fails with a TemplateError that says what is not supported.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,11 @@ MAX_TEMPLATE_SIZE = 64 * 1024
 MAX_EXEC_DEPTH = 100
 # Output cap: a template that loops to produce megabytes is an error.
 MAX_OUTPUT = 1 << 20
+# Work caps for one execution: {{range}} iterations over all loops, and wall-clock time
+# (checked at each iteration and function call). Loops that produce nothing, or call
+# something slow many times, must not hang nfd-master or nfd-worker.
+MAX_RANGE_STEPS = 1_000_000
+MAX_EXEC_SECONDS = 5.0
 
 KEYWORDS = {
     "if",
@@ -577,6 +583,12 @@ class _State:
         self.size = 0
         self.vars: list[tuple[str, Any]] = [("$", data)]
         self.depth = 0
+        self.steps = 0
+        self.deadline = time.monotonic() + MAX_EXEC_SECONDS
+
+    def check_time(self, node: Node) -> None:
+        if time.monotonic() > self.deadline:
+            raise self.error(node, f"template ran for more than {MAX_EXEC_SECONDS:g}s")
 
     def error(self, node: Node, message: str) -> TemplateError:
         return TemplateError(f"line {node.line}: {message}")
@@ -644,6 +656,8 @@ class _State:
         elif isinstance(value, Mapping):
             items = [(k, value[k]) for k in sorted(value, key=_sort_key)]
         elif isinstance(value, int) and not isinstance(value, bool):
+            if value > MAX_RANGE_STEPS - self.steps:
+                raise self.error(node, f"range over {value}: more than {MAX_RANGE_STEPS} steps")
             items = [(i, i) for i in range(value)]
         else:
             raise self.error(node, f"range can't iterate over {go_print(value)}")
@@ -653,6 +667,10 @@ class _State:
             return
         mark = len(self.vars)
         for key, elem in items:
+            self.steps += 1
+            if self.steps > MAX_RANGE_STEPS:
+                raise self.error(node, f"range: more than {MAX_RANGE_STEPS} steps")
+            self.check_time(node)
             del self.vars[mark:]
             if len(pipe.decl) == 1:
                 self.vars.append((pipe.decl[0], elem))
@@ -727,6 +745,7 @@ class _State:
         raise self.error(node, f"can't evaluate field {name} in type {go_type(base)}")
 
     def call(self, dot: Any, node: Operand, args: list[Operand], final: Any) -> Any:
+        self.check_time(node)
         name = node.value
         fn = self.t.funcs.get(name)
         if fn is None:
