@@ -44,6 +44,35 @@ def _fail(message: str) -> TemplateError:
     return TemplateError(message)
 
 
+# What one function call may build. A template asking for more gets an error instead of
+# costing nfd-master or nfd-worker all its memory (Go's fmt caps widths at 1e6 too).
+MAX_RESULT = 1 << 20
+MAX_LIST = 100_000
+MAX_FMT_WIDTH = 1_000_000
+
+
+def _check_size(size: int, what: str) -> None:
+    if size > MAX_RESULT:
+        raise _fail(f"{what}: result of {size} bytes is over the {MAX_RESULT}-byte limit")
+
+
+def _check_count(count: int, what: str) -> None:
+    if count > MAX_LIST:
+        raise _fail(f"{what}: {count} elements is over the {MAX_LIST}-element limit")
+
+
+def _repeat(n: Any, s: Any) -> str:
+    count, text = max(to_int(n), 0), strval(s)
+    _check_size(count * len(text), "repeat")
+    return text * count
+
+
+def _until(n: Any) -> list[int]:
+    count = to_int(n)
+    _check_count(abs(count), "until")
+    return list(range(count)) if count >= 0 else list(range(0, count, -1))
+
+
 # -- Go builtins ----------------------------------------------------------------
 
 _BASIC = (bool, int, float, str)
@@ -187,6 +216,13 @@ def go_sprintf(fmt: str, *args: Any) -> str:
         out.append(fmt[pos : m.start()])
         pos = m.end()
         flags, width, prec, verb = m.groups()
+        # Go's fmt refuses widths and precisions over 1e6 (%!(BADWIDTH), %!(BADPREC)).
+        if width and width.isdigit() and int(width) > MAX_FMT_WIDTH:
+            out.append("%!(BADWIDTH)")
+            width = None
+        if prec and prec.isdigit() and int(prec) > MAX_FMT_WIDTH:
+            out.append("%!(BADPREC)")
+            prec = None
         if verb == "%":
             out.append("%")
             continue
@@ -474,6 +510,7 @@ def _abbrev(width: Any, s: str) -> str:
 
 
 def _indent(spaces: Any, s: str) -> str:
+    _check_size(max(to_int(spaces), 0) * (s.count("\n") + 1) + len(s), "indent")
     pad = " " * to_int(spaces)
     return pad + s.replace("\n", "\n" + pad)
 
@@ -509,6 +546,7 @@ def _seq(*params: Any) -> str:
         return ""
     if step == 0 or (step > 0 and start > end) or (step < 0 and start < end):
         return ""
+    _check_count(len(range(start, end + (1 if step > 0 else -1), step)), "seq")
     out = []
     i = start
     while (step > 0 and i <= end) or (step < 0 and i >= end):
@@ -521,6 +559,7 @@ def _until_step(start: Any, stop: Any, step: Any) -> list[int]:
     a, b, s = to_int(start), to_int(stop), to_int(step)
     if s == 0 or (s > 0 and a >= b) or (s < 0 and a <= b):
         return []
+    _check_count(len(range(a, b, s)), "untilStep")
     return list(range(a, b, s))
 
 
@@ -705,7 +744,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "lower": lambda s: strval(s).lower(),
     "title": lambda s: _title(strval(s)),
     "untitle": lambda s: _untitle(strval(s)),
-    "repeat": lambda n, s: strval(s) * max(to_int(n), 0),
+    "repeat": _repeat,
     "substr": lambda a, b, s: _substr(a, b, strval(s)),
     "nospace": lambda s: re.sub(r"\s", "", strval(s)),
     "trunc": lambda n, s: _trunc(n, strval(s)),
@@ -780,7 +819,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "floor": lambda a: float(__import__("math").floor(to_float(a))),
     "ceil": lambda a: float(__import__("math").ceil(to_float(a))),
     "round": _round,
-    "until": lambda n: list(range(to_int(n))) if to_int(n) >= 0 else list(range(0, to_int(n), -1)),
+    "until": _until,
     "untilStep": _until_step,
     "seq": _seq,
     # Sprig: lists
