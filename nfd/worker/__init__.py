@@ -1,0 +1,1 @@
+"""nfd-worker: configuration, discovery, the run loop, events and publishing."""
