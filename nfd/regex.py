@@ -25,7 +25,10 @@ def compile_re2(pattern: str) -> Any:
     try:
         return re2.compile(pattern, options)
     except re2.error as err:
-        raise RegexError(f"invalid regular expression {pattern!r}: {err}") from None
+        reason = err.args[0] if err.args else err
+        if isinstance(reason, bytes):  # the binding passes RE2's message through as bytes
+            reason = reason.decode("utf-8", "replace")
+        raise RegexError(f"invalid regular expression {pattern!r}: {reason}") from None
 
 
 def search(pattern: str, text: str) -> bool:
