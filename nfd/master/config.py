@@ -24,7 +24,7 @@ from typing import Any
 
 from nfd.master.policy import PolicyConfig, PolicyError
 from nfd.regex import RegexError, compile_re2
-from nfd.worker.config import ConfigError, _Where, key_lines, parse_duration
+from nfd.worker.config import ConfigError, _Where, load_yaml_with_lines, parse_duration
 
 log = logging.getLogger("nfd-master")
 
@@ -175,23 +175,7 @@ def build_master_config(
 
 
 def _load_yaml(text: str, origin: str) -> tuple[Any, dict[str, int] | None]:
-    import yaml
-
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)
-        # Compose first, so errors in values can name the line of their key.
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    return data, key_lines(node) if node is not None else None
+    return load_yaml_with_lines(text, origin)
 
 
 def parse_master_config(text: str, origin: str, options: str | None = None) -> MasterConfig:

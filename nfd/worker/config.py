@@ -233,7 +233,12 @@ def key_lines(node: Any, prefix: str = "") -> dict[str, int]:
     return lines
 
 
-def parse_config_text(text: str, origin: str) -> WorkerConfig:
+def load_yaml_with_lines(text: str, origin: str) -> tuple[Any, dict[str, int] | None]:
+    """Parse one YAML document; also return each key's line for later error messages.
+
+    Shared by the worker's and the master's config files. Raises ConfigError
+    naming ``origin`` and the line of a syntax error.
+    """
     import yaml  # only when there is a file: a worker without one starts faster
 
     loader = None
@@ -251,4 +256,9 @@ def parse_config_text(text: str, origin: str) -> WorkerConfig:
     finally:
         if loader is not None:
             loader.dispose()
-    return build_config(data, origin, key_lines(node) if node is not None else None)
+    return data, key_lines(node) if node is not None else None
+
+
+def parse_config_text(text: str, origin: str) -> WorkerConfig:
+    data, lines = load_yaml_with_lines(text, origin)
+    return build_config(data, origin, lines)
