@@ -174,16 +174,12 @@ def build_master_config(
     return MasterConfig(**values, warnings=tuple(warnings))
 
 
-def _load_yaml(text: str, origin: str) -> tuple[Any, dict[str, int] | None]:
-    return load_yaml_with_lines(text, origin)
-
-
 def parse_master_config(text: str, origin: str, options: str | None = None) -> MasterConfig:
     """Parse nfd-master.conf text; ``options`` (--options) overlays it key by key."""
-    data, lines = _load_yaml(text, origin)
+    data, lines = load_yaml_with_lines(text, origin)
     if not options:
         return build_master_config(data, origin, lines)
-    extra, extra_lines = _load_yaml(options, "--options")
+    extra, extra_lines = load_yaml_with_lines(options, "--options")
     build_master_config(extra, "--options", extra_lines)  # its own errors name --options
     if data is None:
         data = {}
