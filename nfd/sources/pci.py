@@ -126,6 +126,25 @@ def device_labels(
     return labels
 
 
+def configured_device_labels(
+    devices: Iterable[Mapping[str, str]],
+    config: Mapping[str, Any],
+    source: str,
+    known_fields: Iterable[str],
+    default_fields: Iterable[str],
+) -> dict[str, str]:
+    """device_labels with the ``deviceClassWhitelist`` / ``deviceLabelFields`` of a source."""
+    where = f"sources.{source}"
+    whitelist = string_list(config.get("deviceClassWhitelist"), f"{where}.deviceClassWhitelist")
+    fields = label_fields(
+        string_list(config.get("deviceLabelFields"), f"{where}.deviceLabelFields"),
+        known_fields,
+        default_fields,
+        where,
+    )
+    return device_labels(devices, whitelist, fields)
+
+
 class PciSource(Source):
     name = "pci"
 
@@ -146,17 +165,13 @@ class PciSource(Source):
         return features
 
     def labels(self, features: Features, ctx: SourceContext) -> dict[str, str]:
-        config = ctx.config
-        whitelist = string_list(
-            config.get("deviceClassWhitelist"), "sources.pci.deviceClassWhitelist"
-        )
-        fields = label_fields(
-            string_list(config.get("deviceLabelFields"), "sources.pci.deviceLabelFields"),
+        return configured_device_labels(
+            features.instances.get(DEVICE_FEATURE, []),
+            ctx.config,
+            self.name,
             MANDATORY_ATTRS,
             DEFAULT_LABEL_FIELDS,
-            "sources.pci",
         )
-        return device_labels(features.instances.get(DEVICE_FEATURE, []), whitelist, fields)
 
 
 SOURCE = PciSource()

@@ -14,7 +14,7 @@ from typing import Any
 from nfd.features import Features
 from nfd.hostfs import HostFS
 from nfd.sources import Source, SourceContext
-from nfd.sources.pci import device_labels, label_fields, string_list
+from nfd.sources.pci import configured_device_labels
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +88,14 @@ class UsbSource(Source):
         return features
 
     def labels(self, features: Features, ctx: SourceContext) -> dict[str, str]:
-        config = ctx.config
-        whitelist = string_list(
-            config.get("deviceClassWhitelist"), "sources.usb.deviceClassWhitelist"
-        )
-        fields = label_fields(
-            string_list(config.get("deviceLabelFields"), "sources.usb.deviceLabelFields"),
+        # Same rule as pci; USB instances never carry sriov_totalvfs, so only .present.
+        return configured_device_labels(
+            features.instances.get(DEVICE_FEATURE, []),
+            ctx.config,
+            self.name,
             ATTR_FILES,
             DEFAULT_LABEL_FIELDS,
-            "sources.usb",
         )
-        # Same rule as pci; USB instances never carry sriov_totalvfs, so only .present.
-        return device_labels(features.instances.get(DEVICE_FEATURE, []), whitelist, fields)
 
 
 SOURCE = UsbSource()
