@@ -34,9 +34,10 @@ def _serve(port: int, metrics_port: int) -> None:
     import logging
 
     from nfd.master.core import Master, WorkItem
-    from nfd.master.metrics import MasterMetrics, serve_http
+    from nfd.master.metrics import MasterMetrics
     from nfd.master.policy import PolicyConfig
     from nfd.master.server import GrpcServer
+    from nfd.metrics_http import serve_http
 
     logging.basicConfig(level=logging.WARNING)
     metrics = MasterMetrics()

@@ -26,9 +26,10 @@ from nfd.master.config import (
     merge_flags,
 )
 from nfd.master.core import Master, WorkItem
-from nfd.master.metrics import MasterMetrics, serve_http
+from nfd.master.metrics import MasterMetrics
 from nfd.master.policy import PolicyConfig, PolicyError
 from nfd.master.server import GrpcServer, TLSFiles
+from nfd.metrics_http import serve_http
 
 log = logging.getLogger("nfd-master")
 

@@ -1,20 +1,14 @@
-"""Prometheus metrics with upstream's names, and the HTTP endpoint serving them
-together with /healthz and /readyz (``--metrics``, default 8081)."""
+"""The master's Prometheus metrics, with upstream's names; nfd.metrics_http serves them."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 
 from nfd import __version__
@@ -82,46 +76,3 @@ class MasterMetrics:
             "taint": self.taints_rejected,
             "annotation": self.annotations_rejected,
         }.get(kind, self.labels_rejected).inc()
-
-
-def serve_http(
-    port: int,
-    registry: CollectorRegistry,
-    ready: Callable[[], bool],
-    host: str = "",
-) -> ThreadingHTTPServer:
-    """Start /metrics, /healthz, /readyz on ``port`` in a daemon thread."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
-            elif path == "/healthz":
-                body, ctype, code = b"ok\n", "text/plain", 200
-            elif path == "/readyz":
-                ok = ready()
-                body, ctype, code = (
-                    (b"ok\n", "text/plain", 200)
-                    if ok
-                    else (
-                        b"not ready\n",
-                        "text/plain",
-                        503,
-                    )
-                )
-            else:
-                body, ctype, code = b"not found\n", "text/plain", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            log.debug("http: " + format, *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="nfd-http", daemon=True).start()
-    return server

@@ -9,11 +9,9 @@ once the worker runs.
 from __future__ import annotations
 
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -22,6 +20,7 @@ from prometheus_client import (
 )
 
 from nfd import __version__
+from nfd.metrics_http import serve_http
 
 log = logging.getLogger(__name__)
 
@@ -81,33 +80,8 @@ class WorkerMetrics:
 
 def serve_metrics(metrics: WorkerMetrics, port: int, host: str = "") -> ThreadingHTTPServer:
     """Serve /metrics and /healthz on a daemon thread; OSError if the port is taken."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                body, ctype = metrics.render(), CONTENT_TYPE_LATEST
-            elif path == "/healthz":
-                body, ctype = b"ok\n", "text/plain; charset=utf-8"
-            else:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug("metrics: " + format, *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
     # A long poll interval: the thread sleeps in select until a request comes,
     # instead of waking twice a second (the default) on an idle node.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 3600}, daemon=True
+    return serve_http(
+        port, metrics.registry, host=host, poll_interval=3600, thread_name="nfd-worker-metrics"
     )
-    thread.name = "nfd-worker-metrics"
-    thread.start()
-    return server

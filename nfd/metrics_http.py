@@ -1,0 +1,63 @@
+"""The small HTTP endpoint both daemons serve on ``--metrics``: /metrics, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
+
+
+def serve_http(
+    port: int,
+    registry: CollectorRegistry,
+    ready: Callable[[], bool] | None = None,
+    host: str = "",
+    poll_interval: float = 0.5,
+    thread_name: str = "nfd-http",
+) -> ThreadingHTTPServer:
+    """Serve in a daemon thread; OSError if the port is taken.
+
+    Without ``ready`` there is no /readyz. ``poll_interval`` bounds how long
+    ``shutdown()`` waits; an idle worker that never calls it uses a long one
+    so the thread sleeps until a request comes.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+            elif path == "/healthz":
+                body, ctype, code = b"ok\n", "text/plain", 200
+            elif path == "/readyz" and ready is not None:
+                ok = ready()
+                body, ctype, code = (
+                    (b"ok\n" if ok else b"not ready\n"),
+                    "text/plain",
+                    (200 if ok else 503),
+                )
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            log.debug("http: " + format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": poll_interval},
+        name=thread_name,
+        daemon=True,
+    ).start()
+    return server
