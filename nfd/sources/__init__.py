@@ -10,27 +10,44 @@ master adds the default namespace to unprefixed keys later, as upstream does.
 from __future__ import annotations
 
 import importlib
-import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from nfd.features import Features
-from nfd.hostfs import HostFS
+from nfd.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from nfd.hostfs import HostFS
+
+log = get_logger(__name__)
 
 
-@dataclass
 class SourceContext:
     """What a source gets to work with: the host, its config, the node."""
 
-    host: HostFS
-    config: Mapping[str, Any] = field(default_factory=dict)
-    node_name: str = ""
-    # Features discovered by every enabled source so far; label sources that
-    # evaluate rules (custom) read across sources.
-    features: Features = field(default_factory=Features)
+    __slots__ = ("host", "config", "node_name", "features")
+
+    def __init__(
+        self,
+        host: HostFS,
+        config: Mapping[str, Any] | None = None,
+        node_name: str = "",
+        features: Features | None = None,
+    ) -> None:
+        self.host = host
+        self.config: Mapping[str, Any] = {} if config is None else config
+        self.node_name = node_name
+        # Features discovered by every enabled source so far; label sources that
+        # evaluate rules (custom) read across sources.
+        self.features = Features() if features is None else features
+
+    def __repr__(self) -> str:
+        return (
+            f"SourceContext(host={self.host!r}, config={self.config!r}, "
+            f"node_name={self.node_name!r}, features={self.features!r})"
+        )
 
 
 class Source:
