@@ -31,6 +31,8 @@ keep these names stable):
     The worker's built-in ``rdma.capable`` and ``rdma.available`` rules.
 """
 
+from __future__ import annotations
+
 from nfd.rules.engine import (
     RULE_BACKREF_FEATURE,
     RuleExecutionError,
@@ -43,7 +45,10 @@ from nfd.rules.errors import ExpressionError, RuleError, TemplateError
 from nfd.rules.expression import OPS, MatchExpression
 from nfd.rules.schema import FeatureTerm, Rule, load_rules
 from nfd.rules.static import static_rules
-from nfd.rules.validate import validate_rules
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from nfd.rules.validate import validate_rules
 
 __all__ = [
     "OPS",
@@ -63,3 +68,14 @@ __all__ = [
     "static_rules",
     "validate_rules",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # validate_rules is loaded on first use (PEP 562): it brings nfd.labels and
+    # re, which the worker's discovery path never needs.
+    if name == "validate_rules":
+        from nfd.rules.validate import validate_rules
+
+        globals()[name] = validate_rules  # later look-ups skip this hook
+        return validate_rules
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

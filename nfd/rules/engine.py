@@ -7,16 +7,18 @@ the caller's Features are never changed.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from typing import Any
-
 from nfd.features import Features
+from nfd.log import get_logger
 from nfd.rules.errors import ExpressionError, TemplateError
 from nfd.rules.expression import Element, match_multi, match_names_multi
-from nfd.rules.schema import FeatureTerm, Rule
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from nfd.rules.schema import FeatureTerm, Rule
+
+log = get_logger(__name__)
 
 RULE_BACKREF_FEATURE = "rule.matched"
 
@@ -28,20 +30,73 @@ class RuleExecutionError(ValueError):
     """A rule that errored; the message names the rule and what failed."""
 
 
-@dataclass
+# Plain classes rather than dataclasses: ``dataclasses`` imports ``inspect``,
+# ~15 ms of the worker's start-up. They compare as the dataclasses did.
+
+
 class RuleOutput:
     """What a set of rules produced. Keys are as the rules wrote them."""
 
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    # Each taint: {"key", "value", "effect"}.
-    taints: list[dict[str, str]] = field(default_factory=list)
-    extended_resources: dict[str, str] = field(default_factory=dict)
-    vars: dict[str, str] = field(default_factory=dict)
-    # One line per rule that errored (skipped) or dynamic value that failed.
-    errors: list[str] = field(default_factory=list)
-    # Names of the rules that matched, in order.
-    matched_rules: list[str] = field(default_factory=list)
+    __slots__ = (
+        "labels",
+        "annotations",
+        "taints",
+        "extended_resources",
+        "vars",
+        "errors",
+        "matched_rules",
+    )
+
+    def __init__(
+        self,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+        extended_resources: dict[str, str] | None = None,
+        vars: dict[str, str] | None = None,
+        errors: list[str] | None = None,
+        matched_rules: list[str] | None = None,
+    ) -> None:
+        # None stands for a fresh empty container (a dataclass default_factory).
+        self.labels: dict[str, str] = {} if labels is None else labels
+        self.annotations: dict[str, str] = {} if annotations is None else annotations
+        # Each taint: {"key", "value", "effect"}.
+        self.taints: list[dict[str, str]] = [] if taints is None else taints
+        self.extended_resources: dict[str, str] = (
+            {} if extended_resources is None else extended_resources
+        )
+        self.vars: dict[str, str] = {} if vars is None else vars
+        # One line per rule that errored (skipped) or dynamic value that failed.
+        self.errors: list[str] = [] if errors is None else errors
+        # Names of the rules that matched, in order.
+        self.matched_rules: list[str] = [] if matched_rules is None else matched_rules
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.labels,
+            self.annotations,
+            self.taints,
+            self.extended_resources,
+            self.vars,
+            self.errors,
+            self.matched_rules,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(labels={self.labels!r}, "
+            f"annotations={self.annotations!r}, taints={self.taints!r}, "
+            f"extended_resources={self.extended_resources!r}, vars={self.vars!r}, "
+            f"errors={self.errors!r}, matched_rules={self.matched_rules!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        # Only an instance of the very same class compares, as with a dataclass.
+        if not isinstance(other, RuleOutput) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    # (Defining __eq__ leaves the class unhashable, as the dataclass was.)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``nfd dryrun`` document."""
@@ -53,11 +108,31 @@ class RuleOutput:
         }
 
 
-@dataclass
 class SingleRuleOutput:
-    matched: bool
-    labels: dict[str, str] = field(default_factory=dict)
-    vars: dict[str, str] = field(default_factory=dict)
+    """One rule's result: whether it matched, and its labels and vars."""
+
+    __slots__ = ("matched", "labels", "vars")
+
+    def __init__(
+        self,
+        matched: bool,
+        labels: dict[str, str] | None = None,
+        vars: dict[str, str] | None = None,
+    ) -> None:
+        self.matched = matched
+        self.labels: dict[str, str] = {} if labels is None else labels
+        self.vars: dict[str, str] = {} if vars is None else vars
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(matched={self.matched!r}, labels={self.labels!r}, "
+            f"vars={self.vars!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SingleRuleOutput) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.matched, self.labels, self.vars) == (other.matched, other.labels, other.vars)
 
 
 def execute_rules(

@@ -8,14 +8,13 @@ such expressions up front.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any
-
 from nfd.regex import RegexError, compile_re2
 from nfd.rules.errors import ExpressionError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 OPS = (
     "In",
@@ -41,10 +40,6 @@ _LIST_OPS = ("In", "NotIn", "InRegexp")
 _ONE_VALUE_OPS = ("Gt", "Ge", "Lt", "Le")
 _RANGE_OPS = ("GtLt", "GeLe")
 
-_INT_RE = re.compile(r"[+-]?[0-9]+")
-# Go's fmt.Sscanf("%d.%d.%d"): as many leading numbers as parse; the rest
-# (a pre-release such as "-45-generic") is ignored.
-_VERSION_RE = re.compile(r"\s*([+-]?[0-9]+)(?:\.([+-]?[0-9]+)(?:\.([+-]?[0-9]+))?)?")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -53,9 +48,17 @@ def go_list(values: Iterable[str]) -> str:
     return "[" + " ".join(values) + "]"
 
 
+# The number parsers below use string methods, not ``re``: importing ``re``
+# is a noticeable part of the worker's start-up.
+
+
 def parse_int(text: str) -> int | None:
     """Go's strconv.Atoi: optional sign, decimal digits, int64 range."""
-    if not _INT_RE.fullmatch(text):
+    # Exactly ``[+-]?[0-9]+``: ASCII digits only (str.isdigit alone would
+    # accept "²" and other scripts' digits); no spaces or underscores, which
+    # int() would take.
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):
         return None
     number = int(text)
     if number < _INT64_MIN or number > _INT64_MAX:
@@ -63,27 +66,93 @@ def parse_int(text: str) -> int | None:
     return number
 
 
+def _int_end(text: str, start: int) -> int:
+    """Where a ``[+-]?[0-9]+`` starting at ``start`` ends; -1 when there is none."""
+    pos = start
+    if text.startswith(("+", "-"), pos):
+        pos += 1
+    digits_start = pos
+    while pos < len(text) and "0" <= text[pos] <= "9":
+        pos += 1
+    return pos if pos > digits_start else -1
+
+
 def parse_version(text: str) -> tuple[int, int, int] | None:
-    """``%d``, ``%d.%d`` or ``%d.%d.%d``; anything after is dropped."""
-    match = _VERSION_RE.match(text)
-    if not match:
+    """``%d``, ``%d.%d`` or ``%d.%d.%d``; anything after is dropped.
+
+    Go's fmt.Sscanf("%d.%d.%d"): leading (Unicode) whitespace skipped, then as
+    many dot-separated numbers as parse; the rest (a pre-release such as
+    "-45-generic", or a dot not followed by a number) is ignored.
+    """
+    text = text.lstrip()
+    end = _int_end(text, 0)
+    if end < 0:
         return None
-    major, minor, patch = match.groups()
-    return (int(major), int(minor or 0), int(patch or 0))
+    numbers = [int(text[:end])]
+    while len(numbers) < 3 and text.startswith(".", end):
+        next_end = _int_end(text, end + 1)
+        if next_end < 0:
+            break
+        numbers.append(int(text[end + 1 : next_end]))
+        end = next_end
+    numbers += [0] * (3 - len(numbers))
+    return (numbers[0], numbers[1], numbers[2])
 
 
-@lru_cache(maxsize=1 << 16)
+# (pattern, text) -> whether it matched: the same names meet the same patterns
+# every run. A plain dict, emptied when full (functools costs start-up time).
+_REGEX_MATCH_CACHE_SIZE = 1 << 16
+_regex_match_cache: dict[tuple[str, str], bool] = {}
+
+
 def _regex_matches(pattern: str, text: str) -> bool:
-    """Unanchored RE2 search, memoised: the same names meet the same patterns every run."""
-    return compile_re2(pattern).search(text) is not None
+    """Unanchored RE2 search, memoised."""
+    key = (pattern, text)
+    found = _regex_match_cache.get(key)
+    if found is None:
+        found = compile_re2(pattern).search(text) is not None
+        if len(_regex_match_cache) >= _REGEX_MATCH_CACHE_SIZE:
+            _regex_match_cache.clear()
+        _regex_match_cache[key] = found
+    return found
 
 
-@dataclass(frozen=True)
 class MatchExpression:
-    op: str
-    value: tuple[str, ...] = ()
-    type: str = ""
-    _regexps: list[Any] | None = field(default=None, compare=False, repr=False)
+    """One expression: ``op``, its ``value`` operands and the value ``type``.
+
+    Immutable by convention and hashable, compared on ``op``, ``value`` and
+    ``type``. A plain class rather than a dataclass: ``dataclasses`` imports
+    ``inspect``, ~15 ms of the worker's start-up.
+    """
+
+    __slots__ = ("op", "value", "type", "_regexps")
+
+    def __init__(
+        self,
+        op: str,
+        value: tuple[str, ...] = (),
+        type: str = "",
+        _regexps: list[Any] | None = None,
+    ) -> None:
+        self.op = op
+        self.value = value
+        self.type = type
+        # The compiled InRegexp patterns, filled on first use.
+        self._regexps = _regexps
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(op={self.op!r}, value={self.value!r}, type={self.type!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        # As the dataclass did: only an instance of the very same class compares.
+        if not isinstance(other, MatchExpression) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.op, self.value, self.type) == (other.op, other.value, other.type)
+
+    def __hash__(self) -> int:
+        return hash((self.op, self.value, self.type))
 
     def __str__(self) -> str:
         op = self.op or '""'
@@ -174,8 +243,7 @@ class MatchExpression:
                     f"invalid expression, 'value' field must only contain valid regexps "
                     f"for Op {self.op!r}: {err}"
                 ) from None
-            object.__setattr__(self, "_regexps", compiled)
-        assert self._regexps is not None
+            self._regexps = compiled
         return self._regexps
 
     def _operand(self, text: str, input_value: bool) -> Any:

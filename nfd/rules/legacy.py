@@ -20,16 +20,19 @@ no entries yields no rule at all.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from typing import Any
 
+from nfd.log import get_logger
 from nfd.regex import RegexError, compile_re2
 from nfd.rules.errors import RuleError
 from nfd.rules.expression import MatchExpression
 from nfd.rules.schema import FeatureTerm, Rule, _scalar
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 LEGACY_MATCHERS = ("pciId", "usbId", "loadedKMod", "cpuId", "kConfig", "nodename")
 _DEVICE_ATTRS = ("class", "vendor", "device")

@@ -14,11 +14,13 @@ reports them ahead of time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from nfd.rules.errors import RuleError
 from nfd.rules.expression import MatchExpression
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 RULE_KEYS = {
     "name",
@@ -40,32 +42,132 @@ TAINT_KEYS = {"key", "value", "effect", "timeAdded"}
 TEMPLATE_SIZE_LIMIT = 64 * 1024
 
 
-@dataclass(frozen=True)
+# Plain classes rather than dataclasses: ``dataclasses`` imports ``inspect``,
+# ~15 ms of the worker's start-up. They compare (and FeatureTerm hashes) as the
+# dataclasses did.
+
+
 class FeatureTerm:
-    """One ``matchFeatures`` entry: a feature set and what to require of it."""
+    """One ``matchFeatures`` entry: a feature set and what to require of it.
 
-    feature: str
-    match_expressions: dict[str, MatchExpression] | None = None
-    match_name: MatchExpression | None = None
+    Immutable by convention.
+    """
+
+    __slots__ = ("feature", "match_expressions", "match_name")
+
+    def __init__(
+        self,
+        feature: str,
+        match_expressions: dict[str, MatchExpression] | None = None,
+        match_name: MatchExpression | None = None,
+    ) -> None:
+        self.feature = feature
+        self.match_expressions = match_expressions
+        self.match_name = match_name
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.feature, self.match_expressions, self.match_name)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(feature={self.feature!r}, "
+            f"match_expressions={self.match_expressions!r}, match_name={self.match_name!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        # Only an instance of the very same class compares, as with a dataclass.
+        if not isinstance(other, FeatureTerm) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        # As the frozen dataclass: a TypeError when match_expressions is set (a dict).
+        return hash(self._fields())
 
 
-@dataclass
 class Rule:
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
-    labels_template: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    vars: dict[str, str] = field(default_factory=dict)
-    vars_template: str = ""
-    taints: list[dict[str, str]] = field(default_factory=list)
-    extended_resources: dict[str, str] = field(default_factory=dict)
-    match_features: list[FeatureTerm] = field(default_factory=list)
-    # Each entry is one matchAny element's matchFeatures.
-    match_any: list[list[FeatureTerm]] = field(default_factory=list)
-    # Where the rule came from, for messages ("rules.yaml", "nfd-worker.conf").
-    origin: str = ""
-    # Compiled templates, filled on first use.
-    _templates: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """One rule. Mutable: the loader fills it field by field."""
+
+    __slots__ = (
+        "name",
+        "labels",
+        "labels_template",
+        "annotations",
+        "vars",
+        "vars_template",
+        "taints",
+        "extended_resources",
+        "match_features",
+        "match_any",
+        "origin",
+        "_templates",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        labels_template: str = "",
+        annotations: dict[str, str] | None = None,
+        vars: dict[str, str] | None = None,
+        vars_template: str = "",
+        taints: list[dict[str, str]] | None = None,
+        extended_resources: dict[str, str] | None = None,
+        match_features: list[FeatureTerm] | None = None,
+        match_any: list[list[FeatureTerm]] | None = None,
+        origin: str = "",
+        _templates: dict[str, Any] | None = None,
+    ) -> None:
+        # None stands for a fresh empty container (a dataclass default_factory).
+        self.name = name
+        self.labels: dict[str, str] = {} if labels is None else labels
+        self.labels_template = labels_template
+        self.annotations: dict[str, str] = {} if annotations is None else annotations
+        self.vars: dict[str, str] = {} if vars is None else vars
+        self.vars_template = vars_template
+        self.taints: list[dict[str, str]] = [] if taints is None else taints
+        self.extended_resources: dict[str, str] = (
+            {} if extended_resources is None else extended_resources
+        )
+        self.match_features: list[FeatureTerm] = [] if match_features is None else match_features
+        # Each entry is one matchAny element's matchFeatures.
+        self.match_any: list[list[FeatureTerm]] = [] if match_any is None else match_any
+        # Where the rule came from, for messages ("rules.yaml", "nfd-worker.conf").
+        self.origin = origin
+        # Compiled templates, filled on first use; not compared, not shown.
+        self._templates: dict[str, Any] = {} if _templates is None else _templates
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.name,
+            self.labels,
+            self.labels_template,
+            self.annotations,
+            self.vars,
+            self.vars_template,
+            self.taints,
+            self.extended_resources,
+            self.match_features,
+            self.match_any,
+            self.origin,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(name={self.name!r}, labels={self.labels!r}, "
+            f"labels_template={self.labels_template!r}, annotations={self.annotations!r}, "
+            f"vars={self.vars!r}, vars_template={self.vars_template!r}, "
+            f"taints={self.taints!r}, extended_resources={self.extended_resources!r}, "
+            f"match_features={self.match_features!r}, match_any={self.match_any!r}, "
+            f"origin={self.origin!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rule) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    # (Defining __eq__ leaves the class unhashable, as the dataclass was.)
 
 
 # -- entry point -------------------------------------------------------------

@@ -12,12 +12,15 @@ a dummy value, as upstream does.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from nfd import DEFAULT_LABEL_NS
 from nfd.labels import name_errors, value_errors
 from nfd.rules.errors import RuleError, TemplateError
 from nfd.rules.schema import FeatureTerm, Rule, load_rules
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 ANNOTATION_VALUE_LIMIT = 1024
