@@ -11,9 +11,11 @@ subsystem lines with two tabs; the class section at the end starts with ``C ``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
-from nfd.hostfs import HostFS
+    from nfd.hostfs import HostFS
 
 # Where distributions install it, in the order lspci's builds usually look.
 PCI_IDS_PATHS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids", "usr/share/pci.ids")
@@ -54,7 +56,7 @@ def lookup_device_names(
 def find_pci_ids(host: HostFS) -> str | None:
     """The first pci.ids under the host prefix, as a host-relative path."""
     for rel in PCI_IDS_PATHS:
-        if host.path(rel).is_file():
+        if host.is_file(rel):
             return rel
     return None
 

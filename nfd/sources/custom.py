@@ -23,16 +23,20 @@ both places.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping  # isinstance at run time
 
-from nfd.features import Features
+from nfd.log import get_logger
 from nfd.rules import Rule, RuleError, execute_rules, load_rules, static_rules
 from nfd.sources import Source, SourceContext
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from nfd.features import Features
+
+log = get_logger(__name__)
 
 DEFAULT_RULES_DIR = "/etc/kubernetes/node-feature-discovery/custom.d"
 MAX_RULE_FILE_SIZE = 1 << 20

@@ -14,11 +14,14 @@ keys, not options to check) and merged with the defaults here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping  # isinstance at run time
 
 from nfd.features import Features
 from nfd.sources import Source, SourceContext
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _text(value: Any) -> str:

@@ -35,8 +35,11 @@ from nfd.gpu.devices import (
     sanitise_label_value,
 )
 from nfd.gpu.pciids import host_device_names
-from nfd.hostfs import HostFS
 from nfd.sources import Source, SourceContext
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from nfd.hostfs import HostFS
 
 PCI_DEVICES = "sys/bus/pci/devices"
 NVIDIA_PROC_GPUS = "proc/driver/nvidia/gpus"

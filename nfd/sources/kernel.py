@@ -9,17 +9,18 @@ upstream reads it.
 
 from __future__ import annotations
 
-import logging
-import re
-import zlib
-from collections.abc import Iterable
-from typing import Any
-
 from nfd.features import Features
 from nfd.hostfs import HostFS
+from nfd.labels import LABEL_VALUE_CHARS
+from nfd.log import get_logger
 from nfd.sources import Source, SourceContext
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+log = get_logger(__name__)
 
 DEFAULT_CONFIG_OPTS = ("NO_HZ", "NO_HZ_IDLE", "NO_HZ_FULL", "PREEMPT")
 
@@ -28,11 +29,43 @@ KCONFIG_READ_LIMIT = 8 << 20
 KCONFIG_GUNZIP_LIMIT = 16 << 20
 MODULES_READ_LIMIT = 4 << 20
 
-_FULL_VERSION_FORBIDDEN = re.compile(r"[^-A-Za-z0-9_.]")
-_VERSION_RE = re.compile(r"^(\d+)(\.(\d+))?(\.(\d+))?(-.*)?$")
+_ASCII_DIGITS = "0123456789"
+# Where str.splitlines breaks lines, besides "\n" (and "\r\n").
+_OTHER_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 # -- pure parsers -------------------------------------------------------------
+
+
+def _digits_end(text: str, pos: int) -> int:
+    """Index of the first character at or after ``pos`` that is not 0-9."""
+    while pos < len(text) and text[pos] in _ASCII_DIGITS:
+        pos += 1
+    return pos
+
+
+def _split_version(full: str) -> tuple[str, str, str] | None:
+    r"""(major, minor, revision) of a sanitised version, or None if it is not one.
+
+    What the old regex ``^(\d+)(\.(\d+))?(\.(\d+))?(-.*)?$`` matched: numbers
+    separated by dots, at most three, then nothing or ``-`` and anything.
+    ``full`` holds only ``[-A-Za-z0-9_.]``, so ``\d`` is 0-9 and ``$`` is the end.
+    """
+    end = _digits_end(full, 0)
+    if end == 0:
+        return None
+    major = full[:end]
+    numbers: list[str] = []
+    while len(numbers) < 2 and full.startswith(".", end):
+        number_end = _digits_end(full, end + 1)
+        if number_end == end + 1:
+            break
+        numbers.append(full[end + 1 : number_end])
+        end = number_end
+    if end < len(full) and full[end] != "-":
+        return None
+    numbers += ["", ""]
+    return major, numbers[0], numbers[1]
 
 
 def parse_osrelease_version(text: str) -> dict[str, str]:
@@ -43,13 +76,12 @@ def parse_osrelease_version(text: str) -> dict[str, str]:
     and are empty strings when absent (``6.8`` has revision ``""``). When
     ``full`` does not start like a version, only ``full`` is returned.
     """
-    full = _FULL_VERSION_FORBIDDEN.sub("_", text.strip()).strip("-_.")
+    raw = text.strip()
+    full = "".join(c if c in LABEL_VALUE_CHARS else "_" for c in raw).strip("-_.")
     version = {"full": full}
-    match = _VERSION_RE.match(full)
-    if match:
-        version.update(
-            major=match.group(1), minor=match.group(3) or "", revision=match.group(5) or ""
-        )
+    parts = _split_version(full)
+    if parts is not None:
+        version.update(major=parts[0], minor=parts[1], revision=parts[2])
     return version
 
 
@@ -59,13 +91,16 @@ def parse_kconfig(text: str) -> dict[str, str]:
     Lines must start with ``CONFIG_`` and contain ``=``; surrounding ``"`` are
     stripped from values. ``# CONFIG_X is not set`` lines are ignored.
     """
+    # Lines as str.splitlines cuts them, but only the ~45% that start with
+    # CONFIG_ are looked at in Python: the text splits at each "\nCONFIG_" into
+    # chunks whose first line is one of them. Other line breaks become "\n" first.
+    if any(brk in text for brk in _OTHER_LINE_BREAKS):
+        text = "\n".join(text.splitlines())
     options: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.startswith("CONFIG_"):
-            continue
-        name, sep, value = line.partition("=")
+    for chunk in ("\n" + text).split("\nCONFIG_")[1:]:
+        name, sep, value = chunk.partition("\n")[0].partition("=")
         if sep:
-            options[name[7:]] = value.strip('"')
+            options[name] = value.strip('"')
     return options
 
 
@@ -91,6 +126,8 @@ def parse_modules_builtin(text: str) -> list[str]:
 
 def gunzip(data: bytes, limit: int = KCONFIG_GUNZIP_LIMIT) -> bytes:
     """Decompress gzip data, at most ``limit`` bytes of output (zlib.error if bad)."""
+    import zlib  # only for proc/config.gz: many hosts have just boot/config-<kver>
+
     return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(data, limit)
 
 
@@ -122,6 +159,8 @@ def _read_kconfig_file(host: HostFS, rel: str) -> str | None:
     if data is None:
         return None
     if rel.endswith(".gz"):
+        import zlib
+
         try:
             data = gunzip(data)
         except zlib.error as err:

@@ -8,14 +8,15 @@ devices live.
 
 from __future__ import annotations
 
-import logging
-import re
-
 from nfd.features import Features
-from nfd.hostfs import HostFS
+from nfd.log import get_logger
 from nfd.sources import Source, SourceContext
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from nfd.hostfs import HostFS
+
+log = get_logger(__name__)
 
 NUMA_BUS_DIR = "sys/bus/node/devices"
 NUMA_SYSTEM_DIR = "sys/devices/system/node"
@@ -23,8 +24,6 @@ ND_DEVICES_DIR = "sys/bus/nd/devices"
 HUGEPAGES_DIR = "sys/kernel/mm/hugepages"
 # Per-device files upstream reads for ``memory.nv``.
 ND_DEVICE_ATTRIBUTES = ("devtype", "mode")
-
-_NODE_RE = re.compile(r"^node\d+$")
 # Binary suffixes of Kubernetes quantities, largest first, as powers of KiB.
 _BINARY_SUFFIXES = (
     ("Ei", 1 << 50),
@@ -41,6 +40,20 @@ _BINARY_SUFFIXES = (
 def count_swap_lines(text: str) -> int:
     """Non-empty lines of /proc/swaps (a header plus one line per swap area)."""
     return sum(1 for line in text.splitlines() if line.strip())
+
+
+def is_node_dir(name: str) -> bool:
+    r"""A NUMA node entry (``node0``): what ``re.match(r"^node\d+$", name)`` accepts.
+
+    ``\d`` is any Unicode decimal digit (str.isdecimal), and ``$`` also
+    matches before a final newline.
+    """
+    if not name.startswith("node"):
+        return False
+    number = name[4:]
+    if number.endswith("\n"):
+        number = number[:-1]
+    return number.isdecimal()
 
 
 def numa_attributes(node_count: int) -> dict[str, str]:
@@ -80,7 +93,7 @@ def detect_numa(host: HostFS) -> dict[str, str] | None:
     if host.is_dir(NUMA_BUS_DIR):
         return numa_attributes(len(host.listdir(NUMA_BUS_DIR)))
     if host.is_dir(NUMA_SYSTEM_DIR):
-        nodes = [n for n in host.listdir(NUMA_SYSTEM_DIR) if _NODE_RE.match(n)]
+        nodes = [n for n in host.listdir(NUMA_SYSTEM_DIR) if is_node_dir(n)]
         return numa_attributes(len(nodes))
     log.debug("memory: no NUMA node directory under %s", host.prefix)
     return None

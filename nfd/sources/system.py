@@ -7,11 +7,12 @@ distributions (os-release(5) names it the fallback).
 
 from __future__ import annotations
 
-import re
-
 from nfd.features import Features
-from nfd.hostfs import HostFS
 from nfd.sources import Source, SourceContext
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from nfd.hostfs import HostFS
 
 OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
 
@@ -38,24 +39,61 @@ DMI_ID_ATTRIBUTES = (
 
 OS_RELEASE_LABEL_KEYS = ("ID", "VERSION_ID", "VERSION_ID.major", "VERSION_ID.minor")
 
-_LINE_RE = re.compile(r"^(\w+)=(.+)")
-_VERSION_ID_RE = re.compile(r"^(\d+)(\.(\d+))?(\..*)?$")
+
+def _is_word(text: str) -> bool:
+    r"""re's ``\w+``: one or more Unicode alphanumerics (str.isalnum) or ``_``."""
+    if not text:
+        return False
+    letters = text.replace("_", "")
+    return not letters or letters.isalnum()
+
+
+def _decimal_end(text: str, pos: int) -> int:
+    r"""Index of the first character at or after ``pos`` that is not a decimal (re's ``\d``)."""
+    while pos < len(text) and text[pos].isdecimal():
+        pos += 1
+    return pos
+
+
+def _split_version_id(version_id: str) -> tuple[str, str] | None:
+    r"""(major, minor or "") as ``^(\d+)(\.(\d+))?(\..*)?$`` reads a VERSION_ID.
+
+    The text comes from one line, so ``.`` and ``$`` see no newline. A minor
+    is taken only when the number after the first dot reaches the end or
+    another dot (``1.2a`` has none); otherwise ``(\..*)?`` takes the rest.
+    """
+    end = _decimal_end(version_id, 0)
+    if end == 0:
+        return None
+    major = version_id[:end]
+    if end == len(version_id):
+        return major, ""
+    if version_id[end] != ".":
+        return None
+    minor_end = _decimal_end(version_id, end + 1)
+    at_boundary = minor_end == len(version_id) or version_id[minor_end] == "."
+    return major, version_id[end + 1 : minor_end] if at_boundary else ""
 
 
 def parse_os_release(text: str) -> dict[str, str]:
-    """Parse os-release(5) text the way upstream does, plus VERSION_ID parts."""
+    r"""Parse os-release(5) text the way upstream does, plus VERSION_ID parts.
+
+    A line counts when it is ``^(\w+)=(.+)``: a key of word characters, ``=``
+    and a non-empty value (a word character is never ``=``, so the key is all
+    before the first ``=``).
+    """
     release: dict[str, str] = {}
     for line in text.splitlines():
-        match = _LINE_RE.match(line)
-        if match:
-            release[match.group(1)] = match.group(2).strip().strip("\"'")
+        key, sep, value = line.partition("=")
+        if sep and value and _is_word(key):
+            release[key] = value.strip().strip("\"'")
     version_id = release.get("VERSION_ID")
     if version_id:
-        parts = _VERSION_ID_RE.match(version_id)
+        parts = _split_version_id(version_id)
         if parts:
-            release["VERSION_ID.major"] = parts.group(1)
-            if parts.group(3):
-                release["VERSION_ID.minor"] = parts.group(3)
+            release["VERSION_ID.major"] = parts[0]
+            if parts[1]:
+                release["VERSION_ID.minor"] = parts[1]
     return release
 
 
