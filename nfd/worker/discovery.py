@@ -6,28 +6,54 @@ invalid label costs only itself (a warning naming it).
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass, field
 
 from nfd import DEFAULT_LABEL_NS
 from nfd.features import Features
-from nfd.hostfs import HostFS
 from nfd.labels import name_errors, value_errors
+from nfd.log import get_logger
 from nfd.regex import search
 from nfd.sources import SourceContext, get_source, select_sources
-from nfd.worker.config import WorkerConfig
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from nfd.hostfs import HostFS
+    from nfd.worker.config import WorkerConfig
+
+log = get_logger(__name__)
 
 
-@dataclass
 class DiscoveryResult:
-    features: Features
-    labels: dict[str, str]
-    # Human-readable problems: failed sources and dropped labels.
-    warnings: list[str] = field(default_factory=list)
-    durations: dict[str, float] = field(default_factory=dict)
+    """One discovery: features, labels, and what went wrong (a plain class for start-up)."""
+
+    __slots__ = ("features", "labels", "warnings", "durations")
+
+    def __init__(
+        self,
+        features: Features,
+        labels: dict[str, str],
+        warnings: list[str] | None = None,
+        durations: dict[str, float] | None = None,
+    ) -> None:
+        self.features = features
+        self.labels = labels
+        # Human-readable problems: failed sources and dropped labels.
+        self.warnings: list[str] = [] if warnings is None else warnings
+        self.durations: dict[str, float] = {} if durations is None else durations
+
+    def __repr__(self) -> str:
+        return (
+            f"DiscoveryResult(features={self.features!r}, labels={self.labels!r}, "
+            f"warnings={self.warnings!r}, durations={self.durations!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DiscoveryResult):
+            return NotImplemented
+        mine = (self.features, self.labels, self.warnings, self.durations)
+        return mine == (other.features, other.labels, other.warnings, other.durations)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def discover_features(
