@@ -2,44 +2,52 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import sys
 
+from nfd.cli.flags import Flag, add_to_argparse
 from nfd.hostfs import HostFS
+from nfd.log import DEBUG, INFO, get_logger
+from nfd.log import setup as setup_log
 from nfd.worker.config import DEFAULT_CONFIG_PATH, ConfigError, WorkerConfig, load_config
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from nfd.cli.flags import Options
+
+log = get_logger(__name__)
+
+DISCOVERY_FLAGS = (
+    Flag(
+        "--host-prefix",
+        default="/",
+        env="NFD_HOST_PREFIX",
+        help="prefix of the host's sys, proc, etc, boot, usr, lib (env NFD_HOST_PREFIX; "
+        "'/host-' in the DaemonSet, a fixture directory in tests)",
+    ),
+    Flag(
+        "--config",
+        help=f"nfd-worker.conf (default {DEFAULT_CONFIG_PATH}; a missing default file "
+        "means defaults, a missing named file is an error)",
+    ),
+    Flag("--label-sources", help="comma-separated: names, all, -name"),
+    Flag("--feature-sources", help="comma-separated: names, all, -name"),
+    Flag("--label-whitelist", help="RE2 regexp on the label name part"),
+    Flag("--features-dir", help="local source feature files directory"),
+    Flag("--hooks-dir", help="local source hook scripts directory"),
+    Flag("--rules-dir", help="custom source rule files directory"),
+    Flag("-v", "--verbose", kind="count", help="more logging (-v: debug)"),
+)
 
 
 def setup_logging(verbosity: int = 0) -> None:
-    level = logging.DEBUG if verbosity > 0 else logging.INFO
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Deferred: a run that logs nothing never imports the logging module.
+    setup_log(DEBUG if verbosity > 0 else INFO)
 
 
 def add_discovery_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host-prefix",
-        default=os.environ.get("NFD_HOST_PREFIX", "/"),
-        help="prefix of the host's sys, proc, etc, boot, usr, lib (env NFD_HOST_PREFIX; "
-        "'/host-' in the DaemonSet, a fixture directory in tests)",
-    )
-    parser.add_argument(
-        "--config",
-        default=None,
-        help=f"nfd-worker.conf (default {DEFAULT_CONFIG_PATH}; a missing default file "
-        "means defaults, a missing named file is an error)",
-    )
-    parser.add_argument("--label-sources", help="comma-separated: names, all, -name")
-    parser.add_argument("--feature-sources", help="comma-separated: names, all, -name")
-    parser.add_argument("--label-whitelist", help="RE2 regexp on the label name part")
-    parser.add_argument("--features-dir", help="local source feature files directory")
-    parser.add_argument("--hooks-dir", help="local source hook scripts directory")
-    parser.add_argument("--rules-dir", help="custom source rule files directory")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    add_to_argparse(parser, DISCOVERY_FLAGS)
 
 
 def node_name() -> str:
@@ -47,7 +55,7 @@ def node_name() -> str:
     return os.environ.get("NODE_NAME") or os.uname().nodename
 
 
-def load_worker_config(args: argparse.Namespace) -> WorkerConfig:
+def load_worker_config(args: Options) -> WorkerConfig:
     """Config file, then command-line overrides; ConfigError on anything bad."""
     if args.config:
         config = load_config(args.config, must_exist=True)
@@ -59,7 +67,7 @@ def load_worker_config(args: argparse.Namespace) -> WorkerConfig:
     return config
 
 
-def apply_overrides(config: WorkerConfig, args: argparse.Namespace) -> None:
+def apply_overrides(config: WorkerConfig, args: Options) -> None:
     from nfd.regex import RegexError, compile_re2
 
     if getattr(args, "label_sources", None) is not None:
@@ -80,5 +88,5 @@ def apply_overrides(config: WorkerConfig, args: argparse.Namespace) -> None:
         config.source_config("custom")["rulesDir"] = args.rules_dir
 
 
-def host_from_args(args: argparse.Namespace) -> HostFS:
+def host_from_args(args: Options) -> HostFS:
     return HostFS(args.host_prefix)

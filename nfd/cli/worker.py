@@ -15,23 +15,20 @@ Flags follow upstream v0.14–v0.16 (the gRPC era).
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import signal
 import sys
-from collections.abc import Callable, Mapping
-from typing import IO, Any
 
 from nfd import __version__
 from nfd.cli.common import (
-    add_discovery_options,
+    DISCOVERY_FLAGS,
     apply_overrides,
     host_from_args,
     load_worker_config,
     node_name,
     setup_logging,
 )
+from nfd.cli.flags import Flag, main_parse, parse
+from nfd.log import get_logger
+from nfd.log import load as load_logging
 from nfd.worker.config import (
     DEFAULT_CONFIG_PATH,
     ConfigError,
@@ -41,73 +38,72 @@ from nfd.worker.config import (
 )
 from nfd.worker.discovery import DiscoveryResult, run_discovery
 
+try:  # the C string escaper json.dumps itself uses
+    from _json import encode_basestring_ascii as _encode_basestring_ascii
+except ImportError:  # a Python without the C accelerator
+    from json.encoder import py_encode_basestring_ascii as _encode_basestring_ascii
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import SimpleNamespace
+    from typing import IO, Any
+
+    from nfd.cli.flags import Options
+
 # Upstream's -metrics default; kept here so parsing flags doesn't load prometheus_client.
 DEFAULT_METRICS_PORT = 8081
 
-log = logging.getLogger("nfd-worker")
+log = get_logger("nfd-worker")
 
 DEFAULT_SERVER = "nfd-master:8080"
 # Upstream's worker waited up to 60 s for the master before giving up.
 ONESHOT_PUBLISH_TIMEOUT = 60.0
 
-
-def build_parser() -> argparse.ArgumentParser:
-
-    parser = argparse.ArgumentParser(prog="nfd-worker", description="NFD worker")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    add_discovery_options(parser)
-    parser.add_argument(
+WORKER_FLAGS = (
+    *DISCOVERY_FLAGS,
+    Flag(
         "--options",
         default="",
         help="config options in the config file's format (YAML or JSON), overlaid on the file",
-    )
-    parser.add_argument("--oneshot", action="store_true", help="discover and publish once, exit")
-    parser.add_argument(
+    ),
+    Flag("--oneshot", kind="bool", help="discover and publish once, exit"),
+    Flag(
         "--no-publish",
-        action="store_true",
+        kind="bool",
         help="do not publish; print the labels (each new label set as one JSON line)",
-    )
-    parser.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"nfd-master address (default {DEFAULT_SERVER})"
-    )
-    parser.add_argument("--ca-file", default="", help="root certificate to verify the master")
-    parser.add_argument("--cert-file", default="", help="client certificate for mTLS")
-    parser.add_argument("--key-file", default="", help="private key of --cert-file")
-    parser.add_argument(
+    ),
+    Flag("--server", default=DEFAULT_SERVER, help=f"nfd-master address (default {DEFAULT_SERVER})"),
+    Flag("--ca-file", default="", help="root certificate to verify the master"),
+    Flag("--cert-file", default="", help="client certificate for mTLS"),
+    Flag("--key-file", default="", help="private key of --cert-file"),
+    Flag(
         "--server-name-override",
         default="",
         help="name expected in the master's certificate (default: host part of --server)",
-    )
-    parser.add_argument(
+    ),
+    Flag(
         "--metrics",
-        type=int,
+        kind="int",
         default=DEFAULT_METRICS_PORT,
         help=f"port for /metrics and /healthz (default {DEFAULT_METRICS_PORT}; 0 disables)",
-    )
-    return parser
+    ),
+)
 
 
-def normalize_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """Accept upstream's Go-style single-dash long flags (``-oneshot``, ``-server=x``).
+def parse_args(argv: Sequence[str]) -> SimpleNamespace:
+    """The worker's options (UsageError on a bad command line); ``main`` exits instead."""
+    return parse(WORKER_FLAGS, argv)
 
-    Only names of our own long options are rewritten, so a value such as
-    ``-cpu`` in ``--label-sources=-cpu`` is never touched.
-    """
-    long_options = {
-        opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")
-    }
-    out = []
-    for arg in argv:
-        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
-            name = arg.split("=", 1)[0]
-            if "-" + name in long_options:
-                arg = "-" + arg
-        out.append(arg)
-    return out
+
+def labels_json(labels: dict[str, str]) -> str:
+    """``json.dumps(labels, sort_keys=True)``, without importing json (and with it re)."""
+    quote = _encode_basestring_ascii
+    return "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in sorted(labels.items())) + "}"
 
 
 def _deep_merge(base: Any, overlay: Any) -> Any:
-    if isinstance(base, Mapping) and isinstance(overlay, Mapping):
+    if isinstance(base, dict) and isinstance(overlay, dict):
         out = dict(base)
         for key, value in overlay.items():
             out[key] = _deep_merge(base.get(key), value)
@@ -115,11 +111,11 @@ def _deep_merge(base: Any, overlay: Any) -> Any:
     return overlay
 
 
-def config_path(args: argparse.Namespace) -> str:
+def config_path(args: Options) -> str:
     return str(args.config or DEFAULT_CONFIG_PATH)
 
 
-def load_config_with_options(args: argparse.Namespace) -> WorkerConfig:
+def load_config_with_options(args: Options) -> WorkerConfig:
     """Defaults < config file < ``--options`` < flags; ConfigError on anything bad."""
     if not args.options:
         return load_worker_config(args)
@@ -129,7 +125,7 @@ def load_config_with_options(args: argparse.Namespace) -> WorkerConfig:
         overlay = yaml.safe_load(args.options)
     except yaml.YAMLError as err:
         raise ConfigError(f"--options: invalid YAML: {err}") from None
-    if overlay is not None and not isinstance(overlay, Mapping):
+    if overlay is not None and not isinstance(overlay, dict):
         raise ConfigError("--options: expected a mapping such as '{core: {sleepInterval: 10s}}'")
     path = config_path(args)
     try:
@@ -163,21 +159,21 @@ class LabelPrinter:
             return
         self._last = dict(result.labels)
         try:
-            self._stream.write(json.dumps(result.labels, sort_keys=True) + "\n")
+            self._stream.write(labels_json(result.labels) + "\n")
             self._stream.flush()
         except BrokenPipeError:
             log.info("stdout closed, stopping")
             self._on_broken_pipe()
 
 
-def _tls_error(args: argparse.Namespace) -> str | None:
+def _tls_error(args: Options) -> str | None:
     given = [bool(args.ca_file), bool(args.cert_file), bool(args.key_file)]
     if any(given) and not all(given):
         return "--ca-file, --cert-file and --key-file must be given together (or none of them)"
     return None
 
 
-def _make_publisher(args: argparse.Namespace, node: str) -> Any:
+def _make_publisher(args: Options, node: str) -> Any:
     # Imported here so that --no-publish needs nothing of the gRPC side.
     from nfd.worker.publish import Publisher
 
@@ -191,12 +187,13 @@ def _make_publisher(args: argparse.Namespace, node: str) -> Any:
     )
 
 
-def _oneshot(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: bool) -> int:
+def _oneshot(args: Options, config: WorkerConfig, node: str, no_publish: bool) -> int:
     result = run_discovery(host_from_args(args), config, node)
     if no_publish:
-        sys.stdout.write(json.dumps(result.labels, sort_keys=True) + "\n")
+        sys.stdout.write(labels_json(result.labels) + "\n")
         sys.stdout.flush()
         return 0
+    load_logging()  # grpc logs through logging: configure it first
     from nfd.worker.publish import PublishError
 
     publisher = _make_publisher(args, node)
@@ -211,7 +208,10 @@ def _oneshot(args: argparse.Namespace, config: WorkerConfig, node: str, no_publi
     return 0
 
 
-def _run(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: bool) -> int:
+def _run(args: Options, config: WorkerConfig, node: str, no_publish: bool) -> int:
+    import signal
+
+    load_logging()  # a long run: every library logs through the configured handler
     from nfd.worker.daemon import WorkerDaemon
     from nfd.worker.metrics import WorkerMetrics, serve_metrics
 
@@ -269,8 +269,13 @@ def _run(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(normalize_argv(parser, sys.argv[1:] if argv is None else argv))
+    args = main_parse(
+        "nfd-worker",
+        "NFD worker",
+        __version__,
+        WORKER_FLAGS,
+        sys.argv[1:] if argv is None else argv,
+    )
     setup_logging(args.verbose)
     problem = _tls_error(args)
     if problem:

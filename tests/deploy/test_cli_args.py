@@ -40,7 +40,7 @@ def parsed(objs: list[dict[str, Any]], kind: str, name: str) -> Any:
     if program == "nfd-master":
         return master_cli.build_parser().parse_args(master_cli.normalize_argv(argv))
     assert program == "nfd-worker"
-    return worker_cli.build_parser().parse_args(argv)
+    return worker_cli.parse_args(argv)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
