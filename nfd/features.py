@@ -8,7 +8,8 @@ upstream's NodeFeature ``spec.features`` and ``nfd export features``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+# collections.abc re-exports these; importing it loads the collections package (start-up).
+from _collections_abc import Mapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ reports them ahead of time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+# collections.abc re-exports these; importing it loads the collections package (start-up).
+from _collections_abc import Mapping
 
 from nfd.rules.errors import RuleError
 from nfd.rules.expression import MatchExpression

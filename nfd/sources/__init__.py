@@ -9,7 +9,7 @@ master adds the default namespace to unprefixed keys later, as upstream does.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 from nfd.features import Features
 from nfd.log import get_logger
@@ -92,7 +92,11 @@ SOURCE_NAMES = (
 def get_source(name: str) -> Source:
     if name not in SOURCE_NAMES:
         raise KeyError(f"unknown source {name!r}")
-    module = importlib.import_module(f"nfd.sources.{name}")
+    module_name = f"nfd.sources.{name}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        __import__(module_name)  # importlib.import_module, without importing importlib
+        module = sys.modules[module_name]
     source: Source = module.SOURCE
     return source
 

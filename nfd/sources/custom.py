@@ -24,7 +24,9 @@ both places.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping  # isinstance at run time
+
+# collections.abc re-exports these; importing it loads the collections package (start-up).
+from _collections_abc import Mapping
 
 from nfd.log import get_logger
 from nfd.rules import Rule, RuleError, execute_rules, load_rules, static_rules

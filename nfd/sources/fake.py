@@ -14,7 +14,8 @@ keys, not options to check) and merged with the defaults here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping  # isinstance at run time
+# collections.abc re-exports these; importing it loads the collections package (start-up).
+from _collections_abc import Mapping
 
 from nfd.features import Features
 from nfd.sources import Source, SourceContext

@@ -7,7 +7,8 @@ Unknown keys are kept out and reported as warnings, as upstream ignores them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+# collections.abc re-exports these; importing it loads the collections package (start-up).
+from _collections_abc import Mapping
 
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
@@ -347,7 +348,7 @@ def is_comments_only(text: str) -> bool:
     if not text.isascii():
         return False
     for line in text.splitlines():
-        line = line.strip(" \t")
+        line = line.lstrip(" ")  # not tabs: YAML refuses a tab before a comment
         if line and not line.startswith("#"):
             return False
     return text.replace("\t", "").replace("\n", "").replace("\r", "").isprintable()
