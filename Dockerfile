@@ -32,10 +32,11 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     NFD_HOST_PREFIX=/host-
 # Install from the wheels of stage 1 only (--no-index: nothing fetched at this point), then
-# drop pip: the image never installs anything at run time.
+# drop pip and setuptools: the image never installs anything at run time, and setuptools'
+# .pth hook would run at every process start (docs/startup.md).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links=/wheels "nfd[master]" \
- && python -m pip uninstall -y pip \
+ && python -m pip uninstall -y pip setuptools wheel \
  && nfd-worker --version && nfd-master --help >/dev/null && nfd --version \
  && command -v kubectl-nfd
 # 65534 is "nobody" in Debian; the manifests run the pods with the same ids
