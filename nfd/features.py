@@ -11,6 +11,8 @@ from __future__ import annotations
 # collections.abc re-exports these; importing it loads the collections package (start-up).
 from _collections_abc import Mapping
 
+from nfd.record import Record
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -21,12 +23,8 @@ class FeatureFormatError(ValueError):
     """A features document does not have upstream's shape."""
 
 
-class Features:
-    """Flags, attributes and instances, each keyed ``<source>.<featureset>``.
-
-    A plain class rather than a dataclass: the worker's start-up is measured
-    against upstream's, and ``dataclasses`` (with ``inspect``) is ~15 ms of it.
-    """
+class Features(Record):
+    """Flags, attributes and instances, each keyed ``<source>.<featureset>``."""
 
     __slots__ = ("flags", "attributes", "instances")
 
@@ -39,23 +37,6 @@ class Features:
         self.flags: dict[str, set[str]] = {} if flags is None else flags
         self.attributes: dict[str, dict[str, str]] = {} if attributes is None else attributes
         self.instances: dict[str, list[dict[str, str]]] = {} if instances is None else instances
-
-    def __repr__(self) -> str:
-        return (
-            f"Features(flags={self.flags!r}, attributes={self.attributes!r}, "
-            f"instances={self.instances!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Features):
-            return NotImplemented
-        return (self.flags, self.attributes, self.instances) == (
-            other.flags,
-            other.attributes,
-            other.instances,
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     # -- building -----------------------------------------------------------
 

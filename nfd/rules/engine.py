@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from nfd.features import Features
 from nfd.log import get_logger
+from nfd.record import Record
 from nfd.rules.errors import ExpressionError, TemplateError
 from nfd.rules.expression import Element, match_multi, match_names_multi
 
@@ -30,11 +31,7 @@ class RuleExecutionError(ValueError):
     """A rule that errored; the message names the rule and what failed."""
 
 
-# Plain classes rather than dataclasses: ``dataclasses`` imports ``inspect``,
-# ~15 ms of the worker's start-up. They compare as the dataclasses did.
-
-
-class RuleOutput:
+class RuleOutput(Record):
     """What a set of rules produced. Keys are as the rules wrote them."""
 
     __slots__ = (
@@ -71,33 +68,6 @@ class RuleOutput:
         # Names of the rules that matched, in order.
         self.matched_rules: list[str] = [] if matched_rules is None else matched_rules
 
-    def _fields(self) -> tuple[object, ...]:
-        return (
-            self.labels,
-            self.annotations,
-            self.taints,
-            self.extended_resources,
-            self.vars,
-            self.errors,
-            self.matched_rules,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__qualname__}(labels={self.labels!r}, "
-            f"annotations={self.annotations!r}, taints={self.taints!r}, "
-            f"extended_resources={self.extended_resources!r}, vars={self.vars!r}, "
-            f"errors={self.errors!r}, matched_rules={self.matched_rules!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        # Only an instance of the very same class compares, as with a dataclass.
-        if not isinstance(other, RuleOutput) or other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    # (Defining __eq__ leaves the class unhashable, as the dataclass was.)
-
     def to_dict(self) -> dict[str, Any]:
         """The ``nfd dryrun`` document."""
         return {
@@ -108,7 +78,7 @@ class RuleOutput:
         }
 
 
-class SingleRuleOutput:
+class SingleRuleOutput(Record):
     """One rule's result: whether it matched, and its labels and vars."""
 
     __slots__ = ("matched", "labels", "vars")
@@ -122,17 +92,6 @@ class SingleRuleOutput:
         self.matched = matched
         self.labels: dict[str, str] = {} if labels is None else labels
         self.vars: dict[str, str] = {} if vars is None else vars
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__qualname__}(matched={self.matched!r}, labels={self.labels!r}, "
-            f"vars={self.vars!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SingleRuleOutput) or other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.matched, self.labels, self.vars) == (other.matched, other.labels, other.vars)
 
 
 def execute_rules(

@@ -16,6 +16,7 @@ from __future__ import annotations
 # collections.abc re-exports these; importing it loads the collections package (start-up).
 from _collections_abc import Mapping
 
+from nfd.record import Record, record_hash
 from nfd.rules.errors import RuleError
 from nfd.rules.expression import MatchExpression
 
@@ -43,12 +44,7 @@ TAINT_KEYS = {"key", "value", "effect", "timeAdded"}
 TEMPLATE_SIZE_LIMIT = 64 * 1024
 
 
-# Plain classes rather than dataclasses: ``dataclasses`` imports ``inspect``,
-# ~15 ms of the worker's start-up. They compare (and FeatureTerm hashes) as the
-# dataclasses did.
-
-
-class FeatureTerm:
+class FeatureTerm(Record):
     """One ``matchFeatures`` entry: a feature set and what to require of it.
 
     Immutable by convention.
@@ -66,27 +62,11 @@ class FeatureTerm:
         self.match_expressions = match_expressions
         self.match_name = match_name
 
-    def _fields(self) -> tuple[object, ...]:
-        return (self.feature, self.match_expressions, self.match_name)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__qualname__}(feature={self.feature!r}, "
-            f"match_expressions={self.match_expressions!r}, match_name={self.match_name!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        # Only an instance of the very same class compares, as with a dataclass.
-        if not isinstance(other, FeatureTerm) or other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        # As the frozen dataclass: a TypeError when match_expressions is set (a dict).
-        return hash(self._fields())
+    # As the frozen dataclass: a TypeError when match_expressions is set (a dict).
+    __hash__ = record_hash
 
 
-class Rule:
+class Rule(Record):
     """One rule. Mutable: the loader fills it field by field."""
 
     __slots__ = (
@@ -137,38 +117,6 @@ class Rule:
         self.origin = origin
         # Compiled templates, filled on first use; not compared, not shown.
         self._templates: dict[str, Any] = {} if _templates is None else _templates
-
-    def _fields(self) -> tuple[object, ...]:
-        return (
-            self.name,
-            self.labels,
-            self.labels_template,
-            self.annotations,
-            self.vars,
-            self.vars_template,
-            self.taints,
-            self.extended_resources,
-            self.match_features,
-            self.match_any,
-            self.origin,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__qualname__}(name={self.name!r}, labels={self.labels!r}, "
-            f"labels_template={self.labels_template!r}, annotations={self.annotations!r}, "
-            f"vars={self.vars!r}, vars_template={self.vars_template!r}, "
-            f"taints={self.taints!r}, extended_resources={self.extended_resources!r}, "
-            f"match_features={self.match_features!r}, match_any={self.match_any!r}, "
-            f"origin={self.origin!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Rule) or other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    # (Defining __eq__ leaves the class unhashable, as the dataclass was.)
 
 
 # -- entry point -------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 
 from nfd.features import Features
 from nfd.log import get_logger
+from nfd.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-class SourceContext:
+class SourceContext(Record):
     """What a source gets to work with: the host, its config, the node."""
 
     __slots__ = ("host", "config", "node_name", "features")
@@ -42,12 +43,6 @@ class SourceContext:
         # Features discovered by every enabled source so far; label sources that
         # evaluate rules (custom) read across sources.
         self.features = Features() if features is None else features
-
-    def __repr__(self) -> str:
-        return (
-            f"SourceContext(host={self.host!r}, config={self.config!r}, "
-            f"node_name={self.node_name!r}, features={self.features!r})"
-        )
 
 
 class Source:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from nfd.features import Features
 from nfd.labels import LABEL_VALUE_CHARS
 from nfd.log import get_logger
+from nfd.record import Record, record_hash
 from nfd.sources import Source, SourceContext
 from nfd.sources._cpu_sysfs import (
     detect_coprocessor,
@@ -95,11 +96,10 @@ CPUINFO_READ_LIMIT = 32 * 1024
 # -- /proc/cpuinfo ------------------------------------------------------------
 
 
-class CpuInfo:
+class CpuInfo(Record):
     """The facts we use from the first processor block of /proc/cpuinfo.
 
-    Treated as immutable (it is hashable). A plain class rather than a frozen
-    dataclass: ``dataclasses`` (with ``inspect``) is ~15 ms of the worker's start-up.
+    Treated as immutable (it is hashable).
     """
 
     __slots__ = ("vendor", "family", "model", "model_name", "flags", "siblings", "cores", "arch")
@@ -125,20 +125,7 @@ class CpuInfo:
         self.cores = cores
         self.arch = arch  # "x86", "arm64" or "" when neither list is present
 
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"CpuInfo({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CpuInfo):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
+    __hash__ = record_hash
 
 
 def first_cpuinfo_block(text: str) -> dict[str, str]:

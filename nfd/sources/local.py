@@ -26,6 +26,7 @@ import os
 
 from nfd.features import Features
 from nfd.log import get_logger
+from nfd.record import Record
 from nfd.sources import Source, SourceContext
 
 # datetime, subprocess, selectors, signal and time are imported where they are
@@ -56,12 +57,8 @@ class LocalError(ValueError):
     """A feature file or hook that could not be used; the message names it."""
 
 
-class ParsedFeatures:
-    """Features, labels and warnings of feature files or hooks.
-
-    A plain class rather than a dataclass: ``dataclasses`` (with ``inspect``)
-    is ~15 ms of the worker's start-up.
-    """
+class ParsedFeatures(Record):
+    """Features, labels and warnings of feature files or hooks."""
 
     __slots__ = ("features", "labels", "warnings")
 
@@ -74,23 +71,6 @@ class ParsedFeatures:
         self.features: dict[str, str] = {} if features is None else features
         self.labels: dict[str, str] = {} if labels is None else labels
         self.warnings: list[str] = [] if warnings is None else warnings
-
-    def __repr__(self) -> str:
-        return (
-            f"ParsedFeatures(features={self.features!r}, labels={self.labels!r}, "
-            f"warnings={self.warnings!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ParsedFeatures):
-            return NotImplemented
-        return (self.features, self.labels, self.warnings) == (
-            other.features,
-            other.labels,
-            other.warnings,
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
 
 def _now() -> datetime:
@@ -238,8 +218,8 @@ def _merge(total: ParsedFeatures, parsed: ParsedFeatures, origin: str) -> None:
 # -- hooks -------------------------------------------------------------------
 
 
-class HookResult:
-    """What one hook run produced. A plain class rather than a dataclass (start-up)."""
+class HookResult(Record):
+    """What one hook run produced."""
 
     __slots__ = ("path", "returncode", "stdout", "stderr", "timed_out", "overflowed", "error")
 
@@ -260,20 +240,6 @@ class HookResult:
         self.timed_out = timed_out
         self.overflowed = overflowed
         self.error = error
-
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"HookResult({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, HookResult):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     @property
     def ok(self) -> bool:

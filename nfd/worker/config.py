@@ -10,6 +10,7 @@ from __future__ import annotations
 # collections.abc re-exports these; importing it loads the collections package (start-up).
 from _collections_abc import Mapping
 
+from nfd.record import Record
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
 
@@ -37,9 +38,7 @@ class ConfigError(ValueError):
     """A config file or option that cannot be used; the message says where."""
 
 
-# Plain classes, not dataclasses: the worker's start-up is measured against
-# upstream's, and importing dataclasses (with inspect) costs ~15 ms of it.
-class CoreConfig:
+class CoreConfig(Record):
     __slots__ = (
         "sleep_interval",
         "feature_sources",
@@ -62,22 +61,8 @@ class CoreConfig:
         self.label_whitelist = label_whitelist
         self.no_publish = no_publish
 
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"CoreConfig({args})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CoreConfig):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class WorkerConfig:
+class WorkerConfig(Record):
     __slots__ = ("core", "sources", "warnings")
 
     def __init__(
@@ -90,23 +75,6 @@ class WorkerConfig:
         # Per-source config: each source's defaults with the user's values on top.
         self.sources: dict[str, dict[str, Any]] = {} if sources is None else sources
         self.warnings: list[str] = [] if warnings is None else warnings
-
-    def __repr__(self) -> str:
-        return (
-            f"WorkerConfig(core={self.core!r}, sources={self.sources!r}, "
-            f"warnings={self.warnings!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, WorkerConfig):
-            return NotImplemented
-        return (self.core, self.sources, self.warnings) == (
-            other.core,
-            other.sources,
-            other.warnings,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
 
     def source_config(self, name: str) -> dict[str, Any]:
         if name not in self.sources:

@@ -12,6 +12,7 @@ from nfd import DEFAULT_LABEL_NS
 from nfd.features import Features
 from nfd.labels import name_errors, value_errors
 from nfd.log import get_logger
+from nfd.record import Record
 from nfd.regex import search
 from nfd.sources import SourceContext, get_source, select_sources
 
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-class DiscoveryResult:
-    """One discovery: features, labels, and what went wrong (a plain class for start-up)."""
+class DiscoveryResult(Record):
+    """One discovery: features, labels, and what went wrong."""
 
     __slots__ = ("features", "labels", "warnings", "durations")
 
@@ -40,20 +41,6 @@ class DiscoveryResult:
         # Human-readable problems: failed sources and dropped labels.
         self.warnings: list[str] = [] if warnings is None else warnings
         self.durations: dict[str, float] = {} if durations is None else durations
-
-    def __repr__(self) -> str:
-        return (
-            f"DiscoveryResult(features={self.features!r}, labels={self.labels!r}, "
-            f"warnings={self.warnings!r}, durations={self.durations!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DiscoveryResult):
-            return NotImplemented
-        mine = (self.features, self.labels, self.warnings, self.durations)
-        return mine == (other.features, other.labels, other.warnings, other.durations)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def discover_features(
