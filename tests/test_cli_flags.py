@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nfd.cli import flags
 from nfd.cli.flags import Flag, UsageError, parse
-from nfd.cli.worker import WORKER_FLAGS, parse_args
+from nfd.cli.worker import WORKER_FLAGS, labels_json, parse_args
 
 TABLE = (
     Flag("--host-prefix", default="/", env="TEST_NFD_PREFIX", help="where the host is"),
@@ -123,3 +126,10 @@ def test_argparse_from_the_same_table_agrees():
     theirs = vars(parser.parse_args(argv))
     assert ours == theirs
     assert vars(parse_args([])) == vars(parser.parse_args([]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), st.text(), max_size=8))
+def test_labels_json_is_json_dumps(labels):
+    """The worker prints labels without the json module; the text must be json.dumps'."""
+    assert labels_json(labels) == json.dumps(labels, sort_keys=True)
