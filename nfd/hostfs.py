@@ -77,7 +77,7 @@ class HostFS:
             return None
         finally:
             os.close(fd)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return b"".join(chunks)  # one chunk (most files): the same object, no copy
 
     def read_text(self, rel: str, limit: int = DEFAULT_READ_LIMIT) -> str | None:
         """Return a file's text (undecodable bytes replaced), or None."""

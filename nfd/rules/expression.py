@@ -11,6 +11,7 @@ from __future__ import annotations
 from nfd.record import Record, record_hash
 from nfd.regex import RegexError, compile_re2
 from nfd.rules.errors import ExpressionError
+from nfd.textscan import ascii_digits_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,10 +73,8 @@ def _int_end(text: str, start: int) -> int:
     pos = start
     if text.startswith(("+", "-"), pos):
         pos += 1
-    digits_start = pos
-    while pos < len(text) and "0" <= text[pos] <= "9":
-        pos += 1
-    return pos if pos > digits_start else -1
+    end = ascii_digits_end(text, pos)
+    return end if end > pos else -1
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:

@@ -7,6 +7,8 @@ set, as upstream (see each function for what "undeterminable" means).
 
 from __future__ import annotations
 
+from nfd.textscan import decimals_end, spaces_end
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -92,33 +94,21 @@ def detect_pstate(host: HostFS) -> dict[str, str]:
     return features
 
 
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos].isspace():  # re's \s: str.isspace
-        pos += 1
-    return pos
-
-
-def _skip_decimal(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos].isdecimal():  # re's \d: str.isdecimal
-        pos += 1
-    return pos
-
-
 def _frequency_at(text: str, at: int) -> tuple[str, str] | None:
     r"""(number, unit) when ``@\s*(\d+(?:\.\d+)?)\s*([MGT])Hz`` matches at ``at``.
 
     Every part of that pattern is greedy and none can give back a character
     that the next part would accept, so one left-to-right scan decides it.
     """
-    start = _skip_space(text, at + 1)
-    end = _skip_decimal(text, start)
+    start = spaces_end(text, at + 1)
+    end = decimals_end(text, start)
     if end == start:
         return None
     if text.startswith(".", end):
-        fraction_end = _skip_decimal(text, end + 1)
+        fraction_end = decimals_end(text, end + 1)
         if fraction_end > end + 1:
             end = fraction_end
-    unit = _skip_space(text, end)
+    unit = spaces_end(text, end)
     if text[unit : unit + 1] in _FREQ_UNITS_MHZ and text.startswith("Hz", unit + 1):
         return text[start:end], text[unit]
     return None

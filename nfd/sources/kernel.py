@@ -14,6 +14,7 @@ from nfd.hostfs import HostFS
 from nfd.labels import LABEL_VALUE_CHARS
 from nfd.log import get_logger
 from nfd.sources import Source, SourceContext
+from nfd.textscan import ascii_digits_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,19 +30,11 @@ KCONFIG_READ_LIMIT = 8 << 20
 KCONFIG_GUNZIP_LIMIT = 16 << 20
 MODULES_READ_LIMIT = 4 << 20
 
-_ASCII_DIGITS = "0123456789"
 # Where str.splitlines breaks lines, besides "\n" (and "\r\n").
 _OTHER_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 # -- pure parsers -------------------------------------------------------------
-
-
-def _digits_end(text: str, pos: int) -> int:
-    """Index of the first character at or after ``pos`` that is not 0-9."""
-    while pos < len(text) and text[pos] in _ASCII_DIGITS:
-        pos += 1
-    return pos
 
 
 def _split_version(full: str) -> tuple[str, str, str] | None:
@@ -51,13 +44,13 @@ def _split_version(full: str) -> tuple[str, str, str] | None:
     separated by dots, at most three, then nothing or ``-`` and anything.
     ``full`` holds only ``[-A-Za-z0-9_.]``, so ``\d`` is 0-9 and ``$`` is the end.
     """
-    end = _digits_end(full, 0)
+    end = ascii_digits_end(full, 0)
     if end == 0:
         return None
     major = full[:end]
     numbers: list[str] = []
     while len(numbers) < 2 and full.startswith(".", end):
-        number_end = _digits_end(full, end + 1)
+        number_end = ascii_digits_end(full, end + 1)
         if number_end == end + 1:
             break
         numbers.append(full[end + 1 : number_end])

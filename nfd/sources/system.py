@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from nfd.features import Features
 from nfd.sources import Source, SourceContext
+from nfd.textscan import decimals_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,13 +49,6 @@ def _is_word(text: str) -> bool:
     return not letters or letters.isalnum()
 
 
-def _decimal_end(text: str, pos: int) -> int:
-    r"""Index of the first character at or after ``pos`` that is not a decimal (re's ``\d``)."""
-    while pos < len(text) and text[pos].isdecimal():
-        pos += 1
-    return pos
-
-
 def _split_version_id(version_id: str) -> tuple[str, str] | None:
     r"""(major, minor or "") as ``^(\d+)(\.(\d+))?(\..*)?$`` reads a VERSION_ID.
 
@@ -62,7 +56,7 @@ def _split_version_id(version_id: str) -> tuple[str, str] | None:
     is taken only when the number after the first dot reaches the end or
     another dot (``1.2a`` has none); otherwise ``(\..*)?`` takes the rest.
     """
-    end = _decimal_end(version_id, 0)
+    end = decimals_end(version_id, 0)
     if end == 0:
         return None
     major = version_id[:end]
@@ -70,7 +64,7 @@ def _split_version_id(version_id: str) -> tuple[str, str] | None:
         return major, ""
     if version_id[end] != ".":
         return None
-    minor_end = _decimal_end(version_id, end + 1)
+    minor_end = decimals_end(version_id, end + 1)
     at_boundary = minor_end == len(version_id) or version_id[minor_end] == "."
     return major, version_id[end + 1 : minor_end] if at_boundary else ""
 

@@ -13,6 +13,7 @@ from _collections_abc import Mapping
 from nfd.record import Record
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
+from nfd.textscan import ascii_digits_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,22 +85,15 @@ class WorkerConfig(Record):
 
 # Go's time.ParseDuration units; two-letter ones are tried first ("1ms" is not 1m + "s").
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-_ASCII_DIGITS = "0123456789"
-
-
-def _digits_end(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in _ASCII_DIGITS:
-        pos += 1
-    return pos
 
 
 def _duration_part(text: str, pos: int) -> tuple[float, int] | None:
     """One ``<number><unit>`` of a duration at ``pos``: (seconds, end), or None."""
-    end = _digits_end(text, pos)
+    end = ascii_digits_end(text, pos)
     if end == pos:
         return None
-    if text.startswith(".", end) and _digits_end(text, end + 1) > end + 1:
-        end = _digits_end(text, end + 1)
+    if text.startswith(".", end) and ascii_digits_end(text, end + 1) > end + 1:
+        end = ascii_digits_end(text, end + 1)
     for unit in (text[end : end + 2], text[end : end + 1]):
         if unit in _UNIT_SECONDS:
             return float(text[pos:end]) * _UNIT_SECONDS[unit], end + len(unit)
