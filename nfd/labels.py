@@ -101,3 +101,25 @@ def split_key(key: str) -> tuple[str, str]:
     """Return (namespace, name); namespace is empty for unprefixed keys."""
     ns, _, name = key.rpartition("/")
     return ns, name
+
+
+MAX_OBJECT_NAME_LEN = 253
+
+
+def node_name_error(name: str) -> str | None:
+    """Why ``name`` cannot be a Node's name (None: it can).
+
+    Kubernetes requires a DNS-1123 subdomain of at most 253 characters. Every name a
+    client sends is checked before it reaches an API path: ``node/status``, ``..`` or
+    ``%2F`` would otherwise address another resource or subresource.
+    """
+    if not name:
+        return "node name is empty"
+    if len(name) > MAX_OBJECT_NAME_LEN:
+        return f"node name is longer than {MAX_OBJECT_NAME_LEN} characters"
+    if not is_dns1123_subdomain(name):
+        return (
+            f"node name {name[:80]!r} is not a lowercase DNS-1123 subdomain "
+            "(lowercase alphanumerics, '-' and '.', starting and ending with an alphanumeric)"
+        )
+    return None
