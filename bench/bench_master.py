@@ -23,7 +23,7 @@ import psutil
 
 from nfd._proto import nfdstream_pb2, nfdstream_pb2_grpc
 from nfd.features import Features
-from nfd.master.wire import features_to_proto
+from nfd.wire import features_to_proto
 
 LABELS_PER_NODE = 100
 CHANNELS = 50

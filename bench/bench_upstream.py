@@ -154,7 +154,7 @@ def _base_request_parts() -> tuple[dict[str, str], Any]:
     """A realistic request body: the labels and features our worker computes on the
     host-full fixture (what a well-equipped server sends)."""
     from nfd.features import Features
-    from nfd.master.wire import features_to_proto
+    from nfd.wire import features_to_proto
 
     tree = REPO / "tests" / "fixtures" / "host-full"
     env = child_env()

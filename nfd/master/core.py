@@ -23,7 +23,7 @@ from nfd._proto import labeler_pb2, v1alpha1_pb2
 from nfd.master.metrics import MasterMetrics
 from nfd.master.policy import Desired, PolicyConfig, Rejection, build_desired
 from nfd.master.queue import NodeQueue
-from nfd.master.wire import features_from_proto
+from nfd.wire import features_from_proto
 
 log = logging.getLogger("nfd-master")
 

@@ -22,7 +22,7 @@ from nfd._proto import (
     nfdstream_pb2_grpc,
 )
 from nfd.master.core import Master, Result, message_digest
-from nfd.master.wire import MAX_LABELS, MAX_MESSAGE_BYTES, parse_set_labels_request
+from nfd.wire import MAX_LABELS, MAX_MESSAGE_BYTES, parse_set_labels_request
 
 log = logging.getLogger("nfd-master")
 

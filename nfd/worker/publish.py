@@ -26,7 +26,7 @@ import grpc
 from nfd import __version__
 from nfd._proto import labeler_pb2, labeler_pb2_grpc, nfdstream_pb2, nfdstream_pb2_grpc
 from nfd.features import Features
-from nfd.master.wire import MAX_MESSAGE_BYTES, features_to_proto
+from nfd.wire import MAX_MESSAGE_BYTES, features_to_proto
 
 log = logging.getLogger("nfd-worker")
 

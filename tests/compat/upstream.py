@@ -389,7 +389,7 @@ def capture_upstream_request(workdir: Path, *, prefixed: bool = False) -> tuple[
     import grpc
 
     from nfd._proto import labeler_pb2, labeler_pb2_grpc
-    from nfd.master.wire import features_from_proto
+    from nfd.wire import features_from_proto
 
     requests: list = []
 

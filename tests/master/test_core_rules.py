@@ -7,8 +7,8 @@ import time
 from nfd.features import Features
 from nfd.master.core import Master, WorkItem
 from nfd.master.policy import PolicyConfig
-from nfd.master.wire import features_to_proto
 from nfd.rules import load_rules
+from nfd.wire import features_to_proto
 
 FNK = "feature.node.kubernetes.io"
 

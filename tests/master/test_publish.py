@@ -14,7 +14,7 @@ import pytest
 
 from nfd._proto import labeler_pb2, labeler_pb2_grpc
 from nfd.features import Features
-from nfd.master.wire import features_from_proto
+from nfd.wire import features_from_proto
 from nfd.worker.publish import Publisher, PublishError
 from tests.master.conftest import RunningMaster, start_master
 

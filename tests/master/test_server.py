@@ -19,7 +19,7 @@ from nfd._proto import (
 from nfd.features import Features
 from nfd.master.policy import PolicyConfig
 from nfd.master.server import TLSFiles
-from nfd.master.wire import MAX_LABELS, features_to_proto
+from nfd.wire import MAX_LABELS, features_to_proto
 from tests.master.certs import CA
 from tests.master.conftest import RunningMaster, start_master
 

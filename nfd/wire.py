@@ -1,6 +1,6 @@
 """Conversions between nfd.features.Features and the v1alpha1.Features protobuf.
 
-Used by the master and by the worker's publisher; imports no Kubernetes client.
+Below both the master and the worker's publisher, which share it; imports no Kubernetes client.
 """
 
 from __future__ import annotations
