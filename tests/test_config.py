@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nfd.durations import parse_duration
 from nfd.sources import select_sources
 from nfd.worker.config import (
     ConfigError,
@@ -15,7 +16,6 @@ from nfd.worker.config import (
     is_comments_only,
     load_config,
     parse_config_text,
-    parse_duration,
 )
 
 FULL = """\

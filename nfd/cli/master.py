@@ -44,7 +44,7 @@ def parse_bool(text: str) -> bool:
 
 
 def parse_duration_s(text: str) -> float:
-    from nfd.worker.config import parse_duration
+    from nfd.durations import parse_duration
 
     try:
         return float(parse_duration(text))

@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nfd.durations import parse_duration
 from nfd.master.policy import PolicyConfig, PolicyError
 from nfd.regex import RegexError, compile_re2
-from nfd.worker.config import ConfigError, _Where, load_yaml_with_lines, parse_duration
+from nfd.worker.config import ConfigError, _Where, load_yaml_with_lines
 
 log = logging.getLogger("nfd-master")
 

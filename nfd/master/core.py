@@ -280,3 +280,8 @@ class Master:
 def _merge_items(old: WorkItem, new: WorkItem) -> WorkItem:
     # The newest desired state wins; removal is allowed only if the newest allows it.
     return new
+
+
+class InvalidUpdate(ValueError):
+    """An update the master refuses as a whole (bad node name, over a size budget);
+    the message says why and goes back to the worker as INVALID_ARGUMENT."""

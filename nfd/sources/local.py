@@ -370,7 +370,7 @@ def run_hooks(
 
 
 def _duration(value: Any, default: float) -> float:
-    from nfd.worker.config import parse_duration
+    from nfd.durations import parse_duration
 
     try:
         seconds = parse_duration(value)

@@ -10,10 +10,10 @@ from __future__ import annotations
 # collections.abc re-exports these; importing it loads the collections package (start-up).
 from _collections_abc import Mapping
 
+from nfd.durations import parse_duration
 from nfd.record import Record
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
-from nfd.textscan import ascii_digits_end
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,46 +81,6 @@ class WorkerConfig(Record):
         if name not in self.sources:
             self.sources[name] = get_source(name).default_config()
         return self.sources[name]
-
-
-# Go's time.ParseDuration units; two-letter ones are tried first ("1ms" is not 1m + "s").
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def _duration_part(text: str, pos: int) -> tuple[float, int] | None:
-    """One ``<number><unit>`` of a duration at ``pos``: (seconds, end), or None."""
-    end = ascii_digits_end(text, pos)
-    if end == pos:
-        return None
-    if text.startswith(".", end) and ascii_digits_end(text, end + 1) > end + 1:
-        end = ascii_digits_end(text, end + 1)
-    for unit in (text[end : end + 2], text[end : end + 1]):
-        if unit in _UNIT_SECONDS:
-            return float(text[pos:end]) * _UNIT_SECONDS[unit], end + len(unit)
-    return None
-
-
-def parse_duration(value: Any) -> float:
-    """Parse a Go duration (``60s``, ``1m30s``) or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    sign = -1.0 if text.startswith("-") else 1.0
-    text = text.lstrip("+-")
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(text):
-        part = _duration_part(text, pos)
-        if part is None:
-            break
-        seconds, pos = part
-        total += seconds
-    if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {value!r} (expected e.g. 60s, 1m30s)")
-    return sign * total
 
 
 class _Where:

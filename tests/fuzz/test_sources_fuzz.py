@@ -12,11 +12,12 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from nfd.durations import parse_duration
 from nfd.gpu import devices as gpu_devices
 from nfd.hostfs import HostFS
 from nfd.labels import name_errors, value_errors
 from nfd.sources import SOURCE_NAMES, _cpu_sysfs, cpu, kernel, local, memory, network, pci, system
-from nfd.worker.config import ConfigError, WorkerConfig, parse_config_text, parse_duration
+from nfd.worker.config import ConfigError, WorkerConfig, parse_config_text
 from nfd.worker.discovery import compute_labels, discover_features
 from tests.fuzz.common import FUZZ, any_text, count
 from tests.reliability.recording import Record
