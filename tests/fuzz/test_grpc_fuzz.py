@@ -28,7 +28,7 @@ from nfd._proto import (
     nfdstream_pb2,
     v1alpha1_pb2,
 )
-from nfd.labels import name_errors, value_errors
+from nfd.labels import name_errors, node_name_error, value_errors
 from nfd.master.core import Master, WorkItem
 from nfd.master.policy import PolicyConfig, auto_prefix
 from tests.fuzz.common import FUZZ, count
@@ -67,8 +67,8 @@ def _feed(msg: Any) -> None:
         features = msg.update.features if msg.update.HasField("features") else None
     else:
         return
-    if len(labels) > 10_000:
-        return
+    if len(labels) > 10_000 or node_name_error(node) is not None:
+        return  # refused at the gRPC edge, before the pipeline
     result = MASTER.handle_update(node, labels, features)
     if not result.unchanged:
         _check_result(labels, result)
@@ -179,7 +179,14 @@ def test_structured_requests(
             labeler_pb2_grpc.LabelerStub(channel).SetLabels(request, timeout=5)
         except grpc.RpcError as err:
             _assert_handled(err)
-            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and not node
-    result = MASTER.handle_update(node or "fuzz", labels, features)
+            # Only a name that cannot be a Node's is refused, with the reason.
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert node_name_error(node) is not None
+            assert (err.details() or "").startswith("node name")
+        else:
+            assert node_name_error(node) is None
+    if node_name_error(node) is not None:
+        return
+    result = MASTER.handle_update(node, labels, features)
     if not result.unchanged:
         _check_result(labels, result)
