@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
-from nfd.cli.flags import Flag, add_to_argparse
+from nfd.cli.flags import Flag, Options, add_to_argparse
 from nfd.hostfs import HostFS
 from nfd.log import DEBUG, INFO, get_logger
 from nfd.log import setup as setup_log
 from nfd.worker.config import DEFAULT_CONFIG_PATH, ConfigError, WorkerConfig, load_config
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import argparse
-
-    from nfd.cli.flags import Options
 
 log = get_logger(__name__)
 

@@ -14,18 +14,15 @@ as argparse does.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import Any, NoReturn
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import argparse
-    from collections.abc import Sequence
-    from typing import Any, NoReturn
-
-    # What a command's code receives: ours, or argparse's for ``nfd export``.
-    Options = argparse.Namespace | SimpleNamespace
+# What a command's code receives: ours, or argparse's for ``nfd export``.
+Options = argparse.Namespace | SimpleNamespace
 
 KINDS = ("value", "int", "bool", "count")
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")

@@ -15,6 +15,7 @@ Flags follow upstream v0.14–v0.16 (the gRPC era).
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from nfd import __version__
@@ -27,7 +28,6 @@ from nfd.cli.common import (
     setup_logging,
 )
 from nfd.cli.flags import Flag, main_parse, parse
-from nfd.log import get_logger
 from nfd.log import load as load_logging
 from nfd.worker.config import (
     DEFAULT_CONFIG_PATH,
@@ -43,18 +43,16 @@ try:  # the C string escaper json.dumps itself uses
 except ImportError:  # a Python without the C accelerator
     from json.encoder import py_encode_basestring_ascii as _encode_basestring_ascii
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from types import SimpleNamespace
-    from typing import IO, Any
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import IO, Any
 
-    from nfd.cli.flags import Options
+from nfd.cli.flags import Options
 
 # Upstream's -metrics default; kept here so parsing flags doesn't load prometheus_client.
 DEFAULT_METRICS_PORT = 8081
 
-log = get_logger("nfd-worker")
+log = logging.getLogger("nfd-worker")
 
 DEFAULT_SERVER = "nfd-master:8080"
 # Upstream's worker waited up to 60 s for the master before giving up.

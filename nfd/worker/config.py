@@ -7,17 +7,13 @@ Unknown keys are kept out and reported as warnings, as upstream ignores them.
 
 from __future__ import annotations
 
-# collections.abc re-exports these; importing it loads the collections package (start-up).
-from _collections_abc import Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from nfd.durations import parse_duration
-from nfd.record import Record
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 DEFAULT_CONFIG_PATH = "/etc/kubernetes/node-feature-discovery/nfd-worker.conf"
 
@@ -39,43 +35,21 @@ class ConfigError(ValueError):
     """A config file or option that cannot be used; the message says where."""
 
 
-class CoreConfig(Record):
-    __slots__ = (
-        "sleep_interval",
-        "feature_sources",
-        "label_sources",
-        "label_whitelist",
-        "no_publish",
-    )
-
-    def __init__(
-        self,
-        sleep_interval: float = 60.0,
-        feature_sources: list[str] | None = None,
-        label_sources: list[str] | None = None,
-        label_whitelist: str = "",
-        no_publish: bool = False,
-    ) -> None:
-        self.sleep_interval = sleep_interval
-        self.feature_sources = ["all"] if feature_sources is None else feature_sources
-        self.label_sources = ["all"] if label_sources is None else label_sources
-        self.label_whitelist = label_whitelist
-        self.no_publish = no_publish
+@dataclass(slots=True)
+class CoreConfig:
+    sleep_interval: float = 60.0
+    feature_sources: list[str] = field(default_factory=lambda: ["all"])
+    label_sources: list[str] = field(default_factory=lambda: ["all"])
+    label_whitelist: str = ""
+    no_publish: bool = False
 
 
-class WorkerConfig(Record):
-    __slots__ = ("core", "sources", "warnings")
-
-    def __init__(
-        self,
-        core: CoreConfig | None = None,
-        sources: dict[str, dict[str, Any]] | None = None,
-        warnings: list[str] | None = None,
-    ) -> None:
-        self.core = CoreConfig() if core is None else core
-        # Per-source config: each source's defaults with the user's values on top.
-        self.sources: dict[str, dict[str, Any]] = {} if sources is None else sources
-        self.warnings: list[str] = [] if warnings is None else warnings
+@dataclass(slots=True)
+class WorkerConfig:
+    core: CoreConfig = field(default_factory=CoreConfig)
+    # Per-source config: each source's defaults with the user's values on top.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def source_config(self, name: str) -> dict[str, Any]:
         if name not in self.sources:
