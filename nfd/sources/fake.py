@@ -14,7 +14,6 @@ keys, not options to check) and merged with the defaults here.
 
 from __future__ import annotations
 
-# collections.abc re-exports these; importing it loads the collections package (start-up).
 from collections.abc import Mapping
 from typing import Any
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,8 +90,6 @@ def parse_modules_builtin(text: str) -> list[str]:
 
 def gunzip(data: bytes, limit: int = KCONFIG_GUNZIP_LIMIT) -> bytes:
     """Decompress gzip data, at most ``limit`` bytes of output (zlib.error if bad)."""
-    import zlib  # only for proc/config.gz: many hosts have just boot/config-<kver>
-
     return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(data, limit)
 
 
@@ -122,8 +121,6 @@ def _read_kconfig_file(host: HostFS, rel: str) -> str | None:
     if data is None:
         return None
     if rel.endswith(".gz"):
-        import zlib
-
         try:
             data = gunzip(data)
         except zlib.error as err:
