@@ -361,7 +361,7 @@ class ConfigWatcher:
             log.exception("config reload failed")
 
     def _run(self) -> None:
-        from nfd.worker.events import FileWatcher, WatchTarget
+        from nfd.filewatch import FileWatcher, WatchTarget
 
         files: FileWatcher | None
         try:
