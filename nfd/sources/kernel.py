@@ -32,6 +32,12 @@ MODULES_READ_LIMIT = 4 << 20
 # leading ``major[.minor[.revision]]`` followed by nothing or ``-...``.
 _NOT_VERSION_CHAR = re.compile(r"[^-A-Za-z0-9_.]")
 _VERSION = re.compile(r"(\d+)(\.(\d+))?(\.(\d+))?(-.*)?$")
+# A set option of a kernel .config: a line ``CONFIG_NAME=value``, searched for
+# with its leading "\n" (a literal prefix re finds fast; "^" in MULTILINE mode
+# would try every position of a ~300 KiB file). And the characters besides "\n"
+# where str.splitlines also ends a line.
+_KCONFIG_OPTION = re.compile(r"\nCONFIG_([^=\n]*)=([^\n]*)")
+_OTHER_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 # -- pure parsers -------------------------------------------------------------
@@ -59,13 +65,9 @@ def parse_kconfig(text: str) -> dict[str, str]:
     Lines must start with ``CONFIG_`` and contain ``=``; surrounding ``"`` are
     stripped from values. ``# CONFIG_X is not set`` lines are ignored.
     """
-    options: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("CONFIG_"):
-            name, sep, value = line[len("CONFIG_") :].partition("=")
-            if sep:
-                options[name] = value.strip('"')
-    return options
+    if any(brk in text for brk in _OTHER_LINE_BREAKS):  # lines as str.splitlines cuts them
+        text = "\n".join(text.splitlines())
+    return {name: value.strip('"') for name, value in _KCONFIG_OPTION.findall("\n" + text)}
 
 
 def legacy_kconfig_value(value: str) -> str:
