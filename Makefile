@@ -32,6 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check nfd tests bench
 	$(VENV)/bin/ruff format --check nfd tests bench
 	$(VENV)/bin/mypy nfd
+	$(VENV)/bin/lint-imports --no-cache
 
 unit: install
 	$(PY) -m pytest -q tests -m "not e2e"

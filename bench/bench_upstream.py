@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).resolve().parent / "results.md"
 FNK = "feature.node.kubernetes.io"
-TARGET_TIME_RATIO = 1.5  # ours / upstream, at most
+# Everything of results.md from this heading on is written by hand and kept.
+KEPT_HEADING = "## Measured by hand"
 TARGET_RSS_RATIO = 1.0  # at most
 TARGET_THROUGHPUT_RATIO = 1.0  # at least
 
@@ -396,7 +397,7 @@ def render(
         "|---|---|---|---|---|---|",
         f"| worker `-oneshot -no-publish`, whole process, median of {runs} | "
         f"{_ms(w.upstream_wall):.0f} ms | {_ms(w.ours_wall):.0f} ms | {t_ratio:.2f} | "
-        f"<= {TARGET_TIME_RATIO} | {_verdict(t_ratio <= TARGET_TIME_RATIO)} |",
+        "reported (issue 17 retired the 1.5× target) | |",
         f"| worker CPU time (user+sys), median | {_ms(w.upstream_cpu):.0f} ms | "
         f"{_ms(w.ours_cpu):.0f} ms | {_ms(w.ours_cpu) / _ms(w.upstream_cpu):.2f} | | |",
         rss_row,
@@ -480,6 +481,9 @@ def main(argv: list[str] | None = None) -> None:
             except (RuntimeError, TimeoutError, AssertionError, OSError) as err:
                 master_err = str(err).splitlines()[0] if str(err) else type(err).__name__
     text = render(mach, workers, args.runs, masters, master_err, params, with_content)
+    previous = RESULTS.read_text() if RESULTS.exists() else ""
+    if KEPT_HEADING in previous:
+        text += "\n" + previous[previous.index(KEPT_HEADING) :]
     RESULTS.write_text(text)
     print(text)
     print(f"(written to {RESULTS.relative_to(REPO)})")

@@ -8,35 +8,22 @@ upstream's NodeFeature ``spec.features`` and ``nfd export features``.
 
 from __future__ import annotations
 
-# collections.abc re-exports these; importing it loads the collections package (start-up).
-from _collections_abc import Mapping
-
-from nfd.record import Record
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 
 class FeatureFormatError(ValueError):
     """A features document does not have upstream's shape."""
 
 
-class Features(Record):
+@dataclass(slots=True)
+class Features:
     """Flags, attributes and instances, each keyed ``<source>.<featureset>``."""
 
-    __slots__ = ("flags", "attributes", "instances")
-
-    def __init__(
-        self,
-        flags: dict[str, set[str]] | None = None,
-        attributes: dict[str, dict[str, str]] | None = None,
-        instances: dict[str, list[dict[str, str]]] | None = None,
-    ) -> None:
-        self.flags: dict[str, set[str]] = {} if flags is None else flags
-        self.attributes: dict[str, dict[str, str]] = {} if attributes is None else attributes
-        self.instances: dict[str, list[dict[str, str]]] = {} if instances is None else instances
+    flags: dict[str, set[str]] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    instances: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     # -- building -----------------------------------------------------------
 

@@ -1,29 +1,39 @@
-"""The worker's flag parser (nfd/cli/flags.py): spellings, errors, help, argparse parity."""
+"""Command-line spellings (nfd/cli/flags.py): argparse, plus upstream's Go ``flag`` forms."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nfd.cli import flags
-from nfd.cli.flags import Flag, UsageError, parse
-from nfd.cli.worker import WORKER_FLAGS, labels_json, parse_args
-
-TABLE = (
-    Flag("--host-prefix", default="/", env="TEST_NFD_PREFIX", help="where the host is"),
-    Flag("--oneshot", kind="bool", help="once"),
-    Flag("--metrics", kind="int", default=8081, help="port"),
-    Flag("-v", "--verbose", kind="count", help="more"),
-)
+from nfd.cli import nfd as nfd_cli
+from nfd.cli.flags import FlagParser, go_bool
+from nfd.cli.worker import build_parser, labels_json, parse_args
 
 
-def test_defaults_without_arguments():
-    opts = parse(TABLE, [])
-    assert (opts.host_prefix, opts.oneshot, opts.metrics, opts.verbose) == ("/", False, 8081, 0)
+def usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """The ``error:`` line nfd-worker prints for ``argv``, which must exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nfd-worker ")
+    return err.strip().splitlines()[-1]
+
+
+def test_defaults_without_arguments(monkeypatch):
+    monkeypatch.delenv("NFD_HOST_PREFIX", raising=False)
+    opts = parse_args([])
+    assert (opts.host_prefix, opts.oneshot, opts.no_publish, opts.metrics, opts.verbose) == (
+        "/",
+        False,
+        False,
+        8081,
+        0,
+    )
+    assert opts.server == "nfd-master:8080"
 
 
 @pytest.mark.parametrize(
@@ -36,100 +46,111 @@ def test_defaults_without_arguments():
     ],
 )
 def test_gnu_and_go_spellings(argv):
-    opts = parse(TABLE, argv)
+    opts = parse_args(argv)
     assert (opts.host_prefix, opts.oneshot, opts.metrics) == ("/host-", True, 0)
 
 
 @pytest.mark.parametrize("value", ["false", "False", "FALSE", "f", "F", "0"])
 def test_go_boolean_false(value):
-    assert parse(TABLE, ["--oneshot", f"--oneshot={value}"]).oneshot is False
+    assert parse_args(["--oneshot", f"--oneshot={value}"]).oneshot is False
+    assert parse_args([f"-no-publish={value}"]).no_publish is False
+
+
+@pytest.mark.parametrize("value", ["true", "True", "TRUE", "t", "T", "1"])
+def test_go_boolean_true(value):
+    assert go_bool(value) is True
+    assert parse_args([f"-oneshot={value}"]).oneshot is True
 
 
 @pytest.mark.parametrize(
-    ("argv", "level"), [(["-v"], 1), (["-vv"], 2), (["-v", "--verbose"], 2), (["-v=3"], 3)]
+    ("argv", "level"),
+    [(["-v"], 1), (["-vv"], 2), (["-vvv"], 3), (["-v", "--verbose"], 2), (["-v=3"], 3)],
 )
 def test_verbosity(argv, level):
-    assert parse(TABLE, argv).verbose == level
+    assert parse_args(argv).verbose == level
 
 
 def test_a_value_may_start_with_a_dash_when_attached():
-    table = (Flag("--label-sources"),)
-    assert parse(table, ["--label-sources=-cpu,all"]).label_sources == "-cpu,all"
+    assert parse_args(["--label-sources=-cpu,all"]).label_sources == "-cpu,all"
+    assert parse_args(["-label-sources=-cpu"]).label_sources == "-cpu"
 
 
 def test_environment_replaces_the_default(monkeypatch):
-    monkeypatch.setenv("TEST_NFD_PREFIX", "/from-env/")
-    assert parse(TABLE, []).host_prefix == "/from-env/"
-    assert parse(TABLE, ["--host-prefix=/flag/"]).host_prefix == "/flag/"
+    monkeypatch.setenv("NFD_HOST_PREFIX", "/from-env/")
+    assert parse_args([]).host_prefix == "/from-env/"
+    assert parse_args(["--host-prefix=/flag/"]).host_prefix == "/flag/"
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--nope"], "unrecognized arguments: --nope"),
+        (["-nope=1"], "unrecognized arguments: -nope=1"),
         (["positional"], "unrecognized arguments: positional"),
-        (["--", "--oneshot"], "unrecognized arguments: --oneshot"),
         (["--metrics"], "argument --metrics: expected one argument"),
         (["--metrics", "--oneshot"], "argument --metrics: expected one argument"),
         (["--metrics=x"], "argument --metrics: invalid int value: 'x'"),
         (["--oneshot=maybe"], "argument --oneshot: invalid boolean value: 'maybe'"),
-        (["-v=lots"], "argument -v: invalid count value: 'lots'"),
-        (["--onesh"], "unrecognized arguments: --onesh"),  # no abbreviations, as Go
+        (["-v=lots"], "argument -v/--verbose: invalid count value: 'lots'"),
+        # No prefix abbreviations, as in Go: in either spelling.
+        (["--onesh"], "unrecognized arguments: --onesh"),
+        (["-onesh"], "unrecognized arguments: -onesh"),
     ],
 )
-def test_usage_errors_say_what_is_wrong(argv, message):
-    with pytest.raises(UsageError) as err:
-        parse(TABLE, argv)
-    assert str(err.value) == message
+def test_usage_errors_say_what_is_wrong(capsys, argv, message):
+    assert usage_error(capsys, argv) == f"nfd-worker: error: {message}"
 
 
-def test_main_parse_exits_2_with_usage_on_errors(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        flags.main_parse("prog", "A program", "1.0", TABLE, ["--nope"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("usage: prog [-h] [--version] [--host-prefix HOST_PREFIX]")
-    assert err.endswith("prog: error: unrecognized arguments: --nope\n")
+def test_operands_after_a_double_dash_are_not_flags(capsys):
+    assert "--oneshot" in usage_error(capsys, ["--", "--oneshot"])
 
 
 def test_help_lists_every_flag(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        flags.main_parse("nfd-worker", "NFD worker", "1.0", WORKER_FLAGS, ["--help"])
+        parse_args(["-help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in WORKER_FLAGS:
-        for name in flag.names:
+    for action in build_parser()._actions:
+        for name in action.option_strings:
             assert name in out
     assert "NFD worker" in out
+    assert "--oneshot [BOOL]" in out and "(also =true / =false)" in out
 
 
-def test_version(capsys):
+@pytest.mark.parametrize("spelling", ["--version", "-version"])
+def test_version(capsys, spelling):
     with pytest.raises(SystemExit) as exit_info:
-        flags.main_parse("nfd-worker", "", "1.2.3", WORKER_FLAGS, ["-version"])
+        parse_args([spelling])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out == "nfd-worker 1.2.3\n"
+    assert capsys.readouterr().out.startswith("nfd-worker ")
 
 
-def test_argparse_from_the_same_table_agrees():
-    """``nfd export`` declares the discovery flags through argparse: same dests, defaults."""
-    parser = argparse.ArgumentParser()
-    flags.add_to_argparse(parser, WORKER_FLAGS)
-    argv = [
-        "--host-prefix=/host-",
-        "--config=/etc/x.conf",
-        "--label-sources=-cpu",
-        "--oneshot",
-        "--metrics=0",
-        "-vv",
-    ]
-    ours = vars(parse_args(argv))
-    theirs = vars(parser.parse_args(argv))
-    assert ours == theirs
-    assert vars(parse_args([])) == vars(parser.parse_args([]))
+def test_subcommands_take_go_spellings_too():
+    """``nfd export labels`` shares the worker's discovery options and their spellings."""
+    args = nfd_cli.build_parser().parse_args(
+        ["export", "labels", "-host-prefix=/h/", "-label-sources=cpu", "-vv"]
+    )
+    assert (args.what, args.host_prefix, args.label_sources, args.verbose) == (
+        "labels",
+        "/h/",
+        "cpu",
+        2,
+    )
+
+
+def test_short_options_keep_argparse_behaviour():
+    parser = FlagParser(prog="t")
+    parser.add_argument("--path", "-p")
+    parser.add_argument("--name")
+    assert parser.parse_args(["-p", "x"]).path == "x"
+    assert parser.parse_args(["-px"]).path == "x"
+    assert parser.parse_args(["-path=y", "-name", "z"]).path == "y"
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(), st.text(), max_size=8))
-def test_labels_json_is_json_dumps(labels):
-    """The worker prints labels without the json module; the text must be json.dumps'."""
-    assert labels_json(labels) == json.dumps(labels, sort_keys=True)
+def test_labels_json_is_one_line_of_sorted_json(labels):
+    text = labels_json(labels)
+    assert "\n" not in text
+    assert json.loads(text) == labels
+    assert list(json.loads(text)) == sorted(labels)

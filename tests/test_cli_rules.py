@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
-E2E = Path("/work/shared/fixtures/nfd-upstream/test/e2e/data")
+from tests.fixture_paths import UPSTREAM_E2E_DATA
+
+E2E = UPSTREAM_E2E_DATA
 FAKE_FEATURES = {
     "flags": {"fake.flag": {"elements": {"flag_1": {}, "flag_2": {}, "flag_3": {}}}},
     "attributes": {

@@ -1,94 +1,48 @@
-"""nfd.log: loggers that load ``logging`` only when a record is emitted."""
+"""Logging is configured once, at each command's start: INFO by default, DEBUG with -v."""
 
 from __future__ import annotations
 
-import logging
+import os
+import re
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
-from nfd.log import get_logger
+from tests.golden import TREES
 
-
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+BIN = Path(sys.executable).parent
+# LOG_FORMAT of nfd/cli/common.py: "<date> <time>,<ms> LEVEL logger: message".
+RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.-]+: ")
 
 
-def test_nothing_logged_means_logging_never_imported():
-    proc = run_python(
-        """
-        import sys
-        from nfd import log
-        log.setup(log.INFO)
-        logger = log.get_logger("nfd.test")
-        logger.debug("hidden %s", 1)
-        print("logging" in sys.modules)
-        """
-    )
+def worker(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    empty = tmp_path / "empty.d"
+    empty.mkdir(exist_ok=True)
+    config = tmp_path / "nfd-worker.conf"
+    config.write_text("core:\n  noSuchOption: 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NFD_")}
+    env["NODE_NAME"] = "log-test"
+    argv = [str(BIN / "nfd-worker"), "--oneshot", "--no-publish", "--metrics=0"]
+    argv += [f"--config={config}", f"--host-prefix={TREES['cpu-only']}/"]
+    argv += [f"--features-dir={empty}", f"--hooks-dir={empty}", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+
+def records(stderr: str) -> list[str]:
+    lines = stderr.splitlines()
+    assert all(RECORD.match(line) for line in lines), stderr
+    return lines
+
+
+def test_warnings_reach_stderr_in_the_log_format(tmp_path):
+    proc = worker(tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
-    assert proc.stderr == ""
+    lines = records(proc.stderr)
+    assert any("WARNING" in line and "core.noSuchOption: unknown option" in line for line in lines)
+    assert not any(" DEBUG " in line for line in lines)
 
 
-def test_first_record_loads_logging_with_the_configured_format():
-    proc = run_python(
-        """
-        import sys
-        from nfd import log
-        log.setup(log.INFO, fmt="%(levelname)s %(name)s: %(message)s")
-        log.get_logger("nfd.test").info("hello %s", "world")
-        log.get_logger("nfd.test").debug("not shown")
-        print("logging" in sys.modules)
-        """
-    )
+def test_verbose_turns_on_debug_records(tmp_path):
+    proc = worker(tmp_path, "-v")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "True"
-    assert proc.stderr == "INFO nfd.test: hello world\n"
-
-
-def test_without_setup_warnings_still_reach_stderr():
-    proc = run_python(
-        """
-        from nfd import log
-        log.get_logger("nfd.test").info("dropped, as logging's default")
-        log.get_logger("nfd.test").warning("careful")
-        """
-    )
-    assert proc.returncode == 0
-    assert proc.stderr == "careful\n"  # logging's last-resort handler
-
-
-def test_setup_after_logging_is_loaded_applies_at_once():
-    proc = run_python(
-        """
-        import logging
-        from nfd import log
-        log.setup(log.DEBUG, fmt="%(levelname)s: %(message)s")
-        logging.getLogger("grpc").debug("from a library")
-        """
-    )
-    assert proc.stderr == "DEBUG: from a library\n"
-
-
-def test_records_go_through_logging_once_loaded(caplog):
-    caplog.set_level(logging.DEBUG, logger="nfd.test.caplog")
-    get_logger("nfd.test.caplog").debug("seen by caplog %d", 7)
-    assert [r.getMessage() for r in caplog.records] == ["seen by caplog 7"]
-    assert caplog.records[0].filename == "test_log.py"  # the caller, not nfd/log.py
-
-
-def test_exception_carries_the_traceback(caplog):
-    try:
-        raise ValueError("boom")
-    except ValueError:
-        get_logger("nfd.test.exc").exception("failed")
-    assert caplog.records[0].exc_info is not None
-
-
-def test_one_logger_per_name():
-    assert get_logger("nfd.same") is get_logger("nfd.same")
+    assert any(" DEBUG " in line for line in records(proc.stderr))

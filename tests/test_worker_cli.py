@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixture_paths import PCI_ROOTFS_1
+
 BIN = Path(sys.executable).parent
-ROOTFS_1 = "/work/shared/fixtures/nfd-upstream/testdata/source/pci/rootfs-1/"
+ROOTFS_1 = f"{PCI_ROOTFS_1}/"
 PCI_LABELS = {
     "feature.node.kubernetes.io/pci-0300_1a03.present": "true",
     "feature.node.kubernetes.io/pci-0b40_8086.present": "true",

@@ -2,60 +2,54 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import socket
 
-from nfd.cli.flags import Flag, add_to_argparse
+from nfd.cli.flags import FlagParser
 from nfd.hostfs import HostFS
-from nfd.log import DEBUG, INFO, get_logger
-from nfd.log import setup as setup_log
+from nfd.regex import RegexError, compile_re2
 from nfd.worker.config import DEFAULT_CONFIG_PATH, ConfigError, WorkerConfig, load_config
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import argparse
+log = logging.getLogger(__name__)
 
-    from nfd.cli.flags import Options
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-log = get_logger(__name__)
 
-DISCOVERY_FLAGS = (
-    Flag(
+def add_discovery_options(parser: FlagParser) -> None:
+    """Where the host is and which config: the worker's and ``nfd export``'s options."""
+    parser.add_argument(
         "--host-prefix",
-        default="/",
-        env="NFD_HOST_PREFIX",
+        # Read when the parser is built: a test or the DaemonSet may set it.
+        default=os.environ.get("NFD_HOST_PREFIX", "/"),
         help="prefix of the host's sys, proc, etc, boot, usr, lib (env NFD_HOST_PREFIX; "
         "'/host-' in the DaemonSet, a fixture directory in tests)",
-    ),
-    Flag(
+    )
+    parser.add_argument(
         "--config",
         help=f"nfd-worker.conf (default {DEFAULT_CONFIG_PATH}; a missing default file "
         "means defaults, a missing named file is an error)",
-    ),
-    Flag("--label-sources", help="comma-separated: names, all, -name"),
-    Flag("--feature-sources", help="comma-separated: names, all, -name"),
-    Flag("--label-whitelist", help="RE2 regexp on the label name part"),
-    Flag("--features-dir", help="local source feature files directory"),
-    Flag("--hooks-dir", help="local source hook scripts directory"),
-    Flag("--rules-dir", help="custom source rule files directory"),
-    Flag("-v", "--verbose", kind="count", help="more logging (-v: debug)"),
-)
+    )
+    parser.add_argument("--label-sources", help="comma-separated: names, all, -name")
+    parser.add_argument("--feature-sources", help="comma-separated: names, all, -name")
+    parser.add_argument("--label-whitelist", help="RE2 regexp on the label name part")
+    parser.add_argument("--features-dir", help="local source feature files directory")
+    parser.add_argument("--hooks-dir", help="local source hook scripts directory")
+    parser.add_argument("--rules-dir", help="custom source rule files directory")
+    parser.add_verbosity()
 
 
 def setup_logging(verbosity: int = 0) -> None:
-    # Deferred: a run that logs nothing never imports the logging module.
-    setup_log(DEBUG if verbosity > 0 else INFO)
-
-
-def add_discovery_options(parser: argparse.ArgumentParser) -> None:
-    add_to_argparse(parser, DISCOVERY_FLAGS)
+    """Configure logging once, at a command's start: INFO, or DEBUG with -v."""
+    logging.basicConfig(level=logging.DEBUG if verbosity > 0 else logging.INFO, format=LOG_FORMAT)
 
 
 def node_name() -> str:
-    # os.uname() is the hostname without importing socket (start-up cost).
-    return os.environ.get("NODE_NAME") or os.uname().nodename
+    return os.environ.get("NODE_NAME") or socket.gethostname()
 
 
-def load_worker_config(args: Options) -> WorkerConfig:
+def load_worker_config(args: argparse.Namespace) -> WorkerConfig:
     """Config file, then command-line overrides; ConfigError on anything bad."""
     if args.config:
         config = load_config(args.config, must_exist=True)
@@ -67,9 +61,7 @@ def load_worker_config(args: Options) -> WorkerConfig:
     return config
 
 
-def apply_overrides(config: WorkerConfig, args: Options) -> None:
-    from nfd.regex import RegexError, compile_re2
-
+def apply_overrides(config: WorkerConfig, args: argparse.Namespace) -> None:
     if getattr(args, "label_sources", None) is not None:
         config.core.label_sources = args.label_sources.split(",")
     if getattr(args, "feature_sources", None) is not None:
@@ -88,5 +80,5 @@ def apply_overrides(config: WorkerConfig, args: Options) -> None:
         config.source_config("custom")["rulesDir"] = args.rules_dir
 
 
-def host_from_args(args: Options) -> HostFS:
+def host_from_args(args: argparse.Namespace) -> HostFS:
     return HostFS(args.host_prefix)

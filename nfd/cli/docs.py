@@ -19,7 +19,6 @@ A test checks docs/labels.md equals this output: after changing any of the above
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import re
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from nfd.gpu import marking
 from nfd.sources import SOURCE_NAMES, get_source
 
 DEFAULT_NS = "feature.node.kubernetes.io"
@@ -160,16 +160,10 @@ def _cell(text: str) -> str:
 
 
 def _gpu_marking_section() -> list[str]:
-    try:
-        marking = importlib.import_module("nfd.gpu.marking")
-    except ModuleNotFoundError:
-        return []
-    present = getattr(marking, "GPU_PRESENT_LABEL", None)
-    deploy = getattr(marking, "DEPLOY_LABELS", ())
-    node_labels = getattr(marking, "GPU_NODE_LABELS", ())
-    opt_out = getattr(marking, "DEPLOY_OPERANDS_LABEL", None)
-    if not present:
-        return []
+    present = marking.GPU_PRESENT_LABEL
+    deploy = marking.DEPLOY_LABELS
+    node_labels = marking.GPU_NODE_LABELS
+    opt_out = marking.DEPLOY_OPERANDS_LABEL
     lines = [
         "## GPU marking (nfd-master `--enable-gpu-marking`)",
         "",
@@ -218,7 +212,7 @@ def render_labels() -> str:
         out.append(f"| [{name}](#{name}) | {in_all} | {source.priority} | {prefix} |")
     out.append("")
     for name, source in sources:
-        module = importlib.import_module(f"nfd.sources.{name}")
+        module = sys.modules[type(source).__module__]
         out += [f"## {name}", ""]
         text = summary(module)
         if text:

@@ -1,218 +1,104 @@
-"""Command-line flags declared once, parsed without argparse.
+"""argparse for every command, with upstream's Go ``flag`` spellings accepted too.
 
-``argparse`` imports ``re`` and ``gettext`` (~8 ms), which is a fifth of a
-oneshot worker's start-up budget, so ``nfd-worker`` parses its flags here. The
-same table also feeds argparse (``add_to_argparse``) where a command needs
-subcommands (``nfd export``).
+Upstream's commands parse their flags with Go's ``flag`` package, so deployments
+and scripts write ``-oneshot``, ``-server=x``, ``-oneshot=false`` and klog's
+``-v=2``. ``FlagParser`` is an ``ArgumentParser`` that takes those as well as
+``--name``, ``--name=value`` and ``--name value``:
 
-Accepted spellings are those of upstream's Go ``flag`` package plus GNU style:
-``--name``, ``-name``, ``--name=value``, ``--name value``; booleans also take
-``=true``/``=false`` (Go's ParseBool spellings); ``-v``, ``-vv`` and ``-v=N`` set
-the verbosity. Mistakes print the usage and ``<prog>: error: ...`` and exit 2,
-as argparse does.
+- ``-name`` is read as ``--name`` when ``--name`` is one of the parser's options;
+- booleans declared with ``add_bool`` take ``=true``/``=false`` (Go's ParseBool
+  spellings);
+- ``add_verbosity`` counts ``-v``/``-vv`` and also takes ``-v=N``.
+
+Prefix abbreviations are off (``--onesh`` is an error), as in Go.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 import sys
-from types import SimpleNamespace
+from collections.abc import Sequence
+from typing import Any
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import argparse
-    from collections.abc import Sequence
-    from typing import Any, NoReturn
-
-    # What a command's code receives: ours, or argparse's for ``nfd export``.
-    Options = argparse.Namespace | SimpleNamespace
-
-KINDS = ("value", "int", "bool", "count")
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-class Flag:
-    """One option: its spellings, where it lands, what it takes."""
+def go_bool(text: str) -> bool:
+    """Go's strconv.ParseBool, as an argparse ``type``."""
+    if text in GO_TRUE:
+        return True
+    if text in GO_FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value: {text!r}")
 
-    __slots__ = ("names", "dest", "kind", "default", "help", "env")
 
-    def __init__(
+class Verbosity(argparse.Action):
+    """``-v`` adds one, ``-vv`` two; ``-v=N`` (klog's spelling) sets N."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("default", 0)
+        super().__init__(option_strings, dest, nargs="?", metavar="N", **kwargs)
+
+    def __call__(
         self,
-        *names: str,
-        kind: str = "value",
-        default: Any = None,
-        help: str = "",  # noqa: A002 - argparse's name
-        env: str = "",
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown flag kind {kind!r}")
-        self.names = names
-        self.dest = next(n for n in names if n.startswith("--"))[2:].replace("-", "_")
-        self.kind = kind
-        if default is None and kind in ("count", "bool"):
-            default = 0 if kind == "count" else False
-        self.default = default
-        self.help = help
-        # An environment variable that, when set, replaces the default.
-        self.env = env
-
-    def initial(self) -> Any:
-        if self.env and self.env in os.environ:
-            return os.environ[self.env]
-        return self.default
-
-    @property
-    def metavar(self) -> str:
-        return self.dest.upper()
-
-    def takes_value(self) -> bool:
-        return self.kind in ("value", "int")
-
-
-class UsageError(Exception):
-    """A command line that cannot be parsed; the message is argparse-style."""
-
-
-def _lookup(flags: Sequence[Flag]) -> dict[str, Flag]:
-    table: dict[str, Flag] = {}
-    for flag in flags:
-        for name in flag.names:
-            table[name] = flag
-            if name.startswith("--") and len(name) > 3:
-                table[name[1:]] = flag  # Go style: -oneshot, -server=x
-    return table
-
-
-def _set(options: SimpleNamespace, flag: Flag, spelling: str, value: str | None) -> None:
-    if flag.kind == "count":
-        if value is None:
-            setattr(options, flag.dest, getattr(options, flag.dest) + 1)
-        elif value.isascii() and value.isdigit():
-            setattr(options, flag.dest, int(value))
+        current = getattr(namespace, self.dest, 0) or 0
+        if values is None:
+            setattr(namespace, self.dest, current + 1)
+        elif values.isascii() and values.isdigit():
+            setattr(namespace, self.dest, int(values))
+        elif set(values) == {"v"}:  # -vv: argparse hands over what follows the first v
+            setattr(namespace, self.dest, current + 1 + len(values))
         else:
-            raise UsageError(f"argument {spelling}: invalid count value: {value!r}")
-    elif flag.kind == "bool":
-        if value is None or value in _TRUE:
-            setattr(options, flag.dest, True)
-        elif value in _FALSE:
-            setattr(options, flag.dest, False)
-        else:
-            raise UsageError(f"argument {spelling}: invalid boolean value: {value!r}")
-    elif flag.kind == "int":
-        assert value is not None
-        try:
-            setattr(options, flag.dest, int(value))
-        except ValueError:
-            raise UsageError(f"argument {spelling}: invalid int value: {value!r}") from None
-    else:
-        setattr(options, flag.dest, value)
+            raise argparse.ArgumentError(self, f"invalid count value: {values!r}")
 
 
-def parse(flags: Sequence[Flag], argv: Sequence[str]) -> SimpleNamespace:
-    """The options in ``argv``; UsageError for anything unknown or malformed.
+class FlagParser(argparse.ArgumentParser):
+    """An ArgumentParser that also accepts Go's single-dash long flags.
 
-    ``-h``/``--help`` and ``--version`` are left to the caller (see ``main_parse``).
+    Subcommand parsers made with ``add_subparsers`` are FlagParsers too.
     """
-    table = _lookup(flags)
-    options = SimpleNamespace(**{flag.dest: flag.initial() for flag in flags})
-    unknown: list[str] = []
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if arg == "--":
-            unknown.extend(args[i:])
-            break
-        name, eq, inline = arg.partition("=")
-        flag = table.get(name) if arg.startswith("-") else None
-        if flag is None and arg[:1] == "-" and arg[1:2] != "-" and set(arg[1:]) == {"v"}:
-            flag = table.get("-v")  # -vv, -vvv: verbosity by count
-            if flag is not None and flag.kind == "count":
-                setattr(options, flag.dest, getattr(options, flag.dest) + len(arg) - 1)
-                continue
-        if flag is None:
-            unknown.append(arg)
-            continue
-        value: str | None = inline if eq else None
-        if flag.takes_value() and value is None:
-            if i >= len(args) or (args[i].startswith("-") and args[i] != "-"):
-                raise UsageError(f"argument {name}: expected one argument")
-            value = args[i]
-            i += 1
-        _set(options, flag, name, value)
-    if unknown:
-        raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
-    return options
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
-def usage(prog: str, flags: Sequence[Flag]) -> str:
-    parts = [f"usage: {prog} [-h] [--version]"]
-    for flag in flags:
-        spelling = flag.names[-1] if flag.names[-1].startswith("--") else flag.names[0]
-        parts.append(f"[{spelling} {flag.metavar}]" if flag.takes_value() else f"[{spelling}]")
-    return " ".join(parts)
+    def add_bool(self, *names: str, help: str) -> None:  # noqa: A002 - argparse's name
+        """A flag that is on when given, or ``=true``/``=false``."""
+        self.add_argument(
+            *names,
+            nargs="?",
+            const=True,
+            default=False,
+            type=go_bool,
+            metavar="BOOL",
+            help=f"{help} (also =true / =false)",
+        )
 
+    def add_verbosity(self) -> None:
+        self.add_argument("-v", "--verbose", action=Verbosity, help="more logging (-v: debug)")
 
-def help_text(prog: str, description: str, flags: Sequence[Flag]) -> str:
-    import textwrap  # --help only
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self.gnu_spellings(argv), namespace)
 
-    lines = [textwrap.fill(usage(prog, flags), 100, subsequent_indent=" " * 8), ""]
-    lines += [description, "", "options:", "  -h, --help            show this help and exit"]
-    lines.append("  --version             print the version and exit")
-    for flag in flags:
-        spelling = ", ".join(flag.names)
-        if flag.takes_value():
-            spelling += f" {flag.metavar}"
-        text = flag.help
-        if flag.kind == "bool":
-            text += " (also =true / =false)"
-        wrapped = textwrap.wrap(text, 76) or [""]
-        if len(spelling) <= 20:
-            lines.append(f"  {spelling:<20}  {wrapped[0]}")
-        else:
-            lines += [f"  {spelling}", f"  {'':<20}  {wrapped[0]}"]
-        lines += [f"  {'':<20}  {more}" for more in wrapped[1:]]
-    return "\n".join(lines) + "\n"
-
-
-def main_parse(
-    prog: str, description: str, version: str, flags: Sequence[Flag], argv: Sequence[str]
-) -> SimpleNamespace:
-    """``parse`` for a program's ``main``: help, version and usage errors exit as argparse."""
-    for arg in argv:
-        if arg == "--":
-            break
-        if arg in ("-h", "--help", "-help"):
-            sys.stdout.write(help_text(prog, description, flags))
-            sys.exit(0)
-        if arg in ("--version", "-version"):
-            sys.stdout.write(f"{prog} {version}\n")
-            sys.exit(0)
-    try:
-        return parse(flags, argv)
-    except UsageError as err:
-        _fail(prog, flags, str(err))
-
-
-def _fail(prog: str, flags: Sequence[Flag], message: str) -> NoReturn:
-    sys.stderr.write(f"{usage(prog, flags)}\n{prog}: error: {message}\n")
-    sys.exit(2)
-
-
-def add_to_argparse(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
-    """Declare ``flags`` on an argparse parser (commands with subcommands)."""
-    for flag in flags:
-        kwargs: dict[str, Any] = {"dest": flag.dest, "help": flag.help}
-        if flag.kind == "count":
-            parser.add_argument(*flag.names, action="count", default=flag.default, **kwargs)
-        elif flag.kind == "bool":
-            parser.add_argument(*flag.names, action="store_true", default=flag.default, **kwargs)
-        else:
-            parser.add_argument(
-                *flag.names,
-                default=flag.initial(),
-                type=int if flag.kind == "int" else str,
-                **kwargs,
-            )
+    def gnu_spellings(self, argv: list[str]) -> list[str]:
+        """``argv`` with ``-name[=value]`` written ``--name[=value]`` for our long options."""
+        out: list[str] = []
+        for position, arg in enumerate(argv):
+            if arg == "--":  # the rest are operands
+                return out + argv[position:]
+            if arg[:1] == "-" and arg[1:2] not in ("", "-"):
+                name = "-" + arg.partition("=")[0]
+                # A long option's spellings are argparse's own table of them.
+                if len(name) > 3 and name in self._option_string_actions:
+                    arg = "-" + arg
+            out.append(arg)
+        return out

@@ -15,20 +15,26 @@ Flags follow upstream v0.14–v0.16 (the gRPC era).
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import signal
 import sys
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+import yaml
 
 from nfd import __version__
 from nfd.cli.common import (
-    DISCOVERY_FLAGS,
+    add_discovery_options,
     apply_overrides,
     host_from_args,
     load_worker_config,
     node_name,
     setup_logging,
 )
-from nfd.cli.flags import Flag, main_parse, parse
-from nfd.log import get_logger
-from nfd.log import load as load_logging
+from nfd.cli.flags import FlagParser
 from nfd.worker.config import (
     DEFAULT_CONFIG_PATH,
     ConfigError,
@@ -38,68 +44,58 @@ from nfd.worker.config import (
 )
 from nfd.worker.discovery import DiscoveryResult, run_discovery
 
-try:  # the C string escaper json.dumps itself uses
-    from _json import encode_basestring_ascii as _encode_basestring_ascii
-except ImportError:  # a Python without the C accelerator
-    from json.encoder import py_encode_basestring_ascii as _encode_basestring_ascii
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from types import SimpleNamespace
-    from typing import IO, Any
-
-    from nfd.cli.flags import Options
-
-# Upstream's -metrics default; kept here so parsing flags doesn't load prometheus_client.
+# Upstream's -metrics default.
 DEFAULT_METRICS_PORT = 8081
 
-log = get_logger("nfd-worker")
+log = logging.getLogger("nfd-worker")
 
 DEFAULT_SERVER = "nfd-master:8080"
 # Upstream's worker waited up to 60 s for the master before giving up.
 ONESHOT_PUBLISH_TIMEOUT = 60.0
 
-WORKER_FLAGS = (
-    *DISCOVERY_FLAGS,
-    Flag(
+
+def build_parser() -> FlagParser:
+    parser = FlagParser(prog="nfd-worker", description="NFD worker")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_discovery_options(parser)
+    parser.add_argument(
         "--options",
         default="",
         help="config options in the config file's format (YAML or JSON), overlaid on the file",
-    ),
-    Flag("--oneshot", kind="bool", help="discover and publish once, exit"),
-    Flag(
+    )
+    parser.add_bool("--oneshot", help="discover and publish once, exit")
+    parser.add_bool(
         "--no-publish",
-        kind="bool",
         help="do not publish; print the labels (each new label set as one JSON line)",
-    ),
-    Flag("--server", default=DEFAULT_SERVER, help=f"nfd-master address (default {DEFAULT_SERVER})"),
-    Flag("--ca-file", default="", help="root certificate to verify the master"),
-    Flag("--cert-file", default="", help="client certificate for mTLS"),
-    Flag("--key-file", default="", help="private key of --cert-file"),
-    Flag(
+    )
+    parser.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"nfd-master address (default {DEFAULT_SERVER})"
+    )
+    parser.add_argument("--ca-file", default="", help="root certificate to verify the master")
+    parser.add_argument("--cert-file", default="", help="client certificate for mTLS")
+    parser.add_argument("--key-file", default="", help="private key of --cert-file")
+    parser.add_argument(
         "--server-name-override",
         default="",
         help="name expected in the master's certificate (default: host part of --server)",
-    ),
-    Flag(
+    )
+    parser.add_argument(
         "--metrics",
-        kind="int",
+        type=int,
         default=DEFAULT_METRICS_PORT,
         help=f"port for /metrics and /healthz (default {DEFAULT_METRICS_PORT}; 0 disables)",
-    ),
-)
+    )
+    return parser
 
 
-def parse_args(argv: Sequence[str]) -> SimpleNamespace:
-    """The worker's options (UsageError on a bad command line); ``main`` exits instead."""
-    return parse(WORKER_FLAGS, argv)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The worker's options; a bad command line prints the usage and exits 2."""
+    return build_parser().parse_args(argv)
 
 
 def labels_json(labels: dict[str, str]) -> str:
-    """``json.dumps(labels, sort_keys=True)``, without importing json (and with it re)."""
-    quote = _encode_basestring_ascii
-    return "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in sorted(labels.items())) + "}"
+    """One label set as one line of JSON, keys sorted."""
+    return json.dumps(labels, sort_keys=True)
 
 
 def _deep_merge(base: Any, overlay: Any) -> Any:
@@ -111,16 +107,14 @@ def _deep_merge(base: Any, overlay: Any) -> Any:
     return overlay
 
 
-def config_path(args: Options) -> str:
+def config_path(args: argparse.Namespace) -> str:
     return str(args.config or DEFAULT_CONFIG_PATH)
 
 
-def load_config_with_options(args: Options) -> WorkerConfig:
+def load_config_with_options(args: argparse.Namespace) -> WorkerConfig:
     """Defaults < config file < ``--options`` < flags; ConfigError on anything bad."""
     if not args.options:
         return load_worker_config(args)
-    import yaml  # only with --options: a plain start skips its import cost
-
     try:
         overlay = yaml.safe_load(args.options)
     except yaml.YAMLError as err:
@@ -166,14 +160,14 @@ class LabelPrinter:
             self._on_broken_pipe()
 
 
-def _tls_error(args: Options) -> str | None:
+def _tls_error(args: argparse.Namespace) -> str | None:
     given = [bool(args.ca_file), bool(args.cert_file), bool(args.key_file)]
     if any(given) and not all(given):
         return "--ca-file, --cert-file and --key-file must be given together (or none of them)"
     return None
 
 
-def _make_publisher(args: Options, node: str) -> Any:
+def _make_publisher(args: argparse.Namespace, node: str) -> Any:
     # Imported here so that --no-publish needs nothing of the gRPC side.
     from nfd.worker.publish import Publisher
 
@@ -187,13 +181,12 @@ def _make_publisher(args: Options, node: str) -> Any:
     )
 
 
-def _oneshot(args: Options, config: WorkerConfig, node: str, no_publish: bool) -> int:
+def _oneshot(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: bool) -> int:
     result = run_discovery(host_from_args(args), config, node)
     if no_publish:
         sys.stdout.write(labels_json(result.labels) + "\n")
         sys.stdout.flush()
         return 0
-    load_logging()  # grpc logs through logging: configure it first
     from nfd.worker.publish import PublishError
 
     publisher = _make_publisher(args, node)
@@ -208,10 +201,7 @@ def _oneshot(args: Options, config: WorkerConfig, node: str, no_publish: bool) -
     return 0
 
 
-def _run(args: Options, config: WorkerConfig, node: str, no_publish: bool) -> int:
-    import signal
-
-    load_logging()  # a long run: every library logs through the configured handler
+def _run(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: bool) -> int:
     from nfd.worker.daemon import WorkerDaemon
     from nfd.worker.metrics import WorkerMetrics, serve_metrics
 
@@ -269,13 +259,7 @@ def _run(args: Options, config: WorkerConfig, node: str, no_publish: bool) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = main_parse(
-        "nfd-worker",
-        "NFD worker",
-        __version__,
-        WORKER_FLAGS,
-        sys.argv[1:] if argv is None else argv,
-    )
+    args = parse_args(argv)
     setup_logging(args.verbose)
     problem = _tls_error(args)
     if problem:

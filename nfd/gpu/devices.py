@@ -5,11 +5,10 @@ File access lives in ``nfd/sources/gpu.py``; everything here takes strings.
 
 from __future__ import annotations
 
-from nfd.labels import MAX_VALUE_LEN
+import re
+from collections.abc import Mapping
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from nfd.labels import MAX_VALUE_LEN
 
 NVIDIA_VENDOR = "10de"
 # PCI class (class + subclass): the two display classes NVIDIA GPUs use.
@@ -21,11 +20,12 @@ GPU_CLASSES = (CLASS_VGA, CLASS_3D)
 MODE_BY_CLASS = {CLASS_3D: "compute", CLASS_VGA: "graphics"}
 MODE_UNKNOWN = "unknown"
 
-# What GFD keeps of a name for a label value: [A-Za-z0-9-_. ].
-_GFD_LABEL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_. ")
-# The version in /proc/driver/nvidia/version. Only read when the one-line
-# sys/module/nvidia/version is not usable, so ``re`` is imported just then.
-_PROC_VERSION_PATTERN = r"Kernel Module\b[^\n]*?\s(\d+\.\d+(?:\.\d+)?)(?=\s|$)"
+# What GFD drops from a name for a label value: all but [A-Za-z0-9-_. ].
+_NOT_GFD_LABEL_CHARS = re.compile(r"[^A-Za-z0-9\-_. ]")
+# A driver version (``550.54.15``), alone (sys/module/nvidia/version) or after
+# "Kernel Module" in /proc/driver/nvidia/version.
+_DRIVER_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?$")
+_PROC_VERSION = re.compile(r"Kernel Module\b[^\n]*?\s(\d+\.\d+(?:\.\d+)?)(?=\s|$)")
 
 
 def pci_hex(value: str | None) -> str | None:
@@ -63,15 +63,6 @@ def parse_information(text: str) -> dict[str, str]:
     return info
 
 
-def _split_driver_version(text: str) -> tuple[str, str, str] | None:
-    r"""``^(\d+)\.(\d+)(?:\.(\d+))?$`` on stripped text: (major, minor, rev or "")."""
-    parts = text.split(".")
-    # re's \d is str.isdecimal; the text is stripped, so "$" is the very end.
-    if len(parts) not in (2, 3) or not all(part.isdecimal() for part in parts):
-        return None
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
-
-
 def parse_driver_version(text: str) -> tuple[str, str, str] | None:
     """``550.54.15`` -> (major, minor, rev); ``535.104`` -> rev ""; else None.
 
@@ -79,25 +70,22 @@ def parse_driver_version(text: str) -> tuple[str, str, str] | None:
     ``/proc/driver/nvidia/version`` (``... Kernel Module  550.54.15  <date>``).
     """
     text = text.strip()
-    parts = _split_driver_version(text)
-    if parts is None:
-        import re
-
-        proc = re.search(_PROC_VERSION_PATTERN, text)
+    match = _DRIVER_VERSION.match(text)
+    if match is None:
+        proc = _PROC_VERSION.search(text)
         if proc is None:
             return None
-        parts = _split_driver_version(proc.group(1))
-        if parts is None:  # pragma: no cover - the two patterns agree
+        match = _DRIVER_VERSION.match(proc[1])
+        if match is None:  # pragma: no cover - the two patterns agree
             return None
-    return parts
+    return match[1], match[2], match[3] or ""
 
 
 def sanitise_label_value(text: str) -> str:
     """Make a name a valid label value the way GFD does: drop characters outside
     ``[A-Za-z0-9-_. ]``, spaces -> ``-``; then trim to 63 characters and to an
     alphanumeric start and end, which Kubernetes requires and GFD leaves to chance."""
-    kept = "".join(char for char in text.strip() if char in _GFD_LABEL_CHARS)
-    value = kept.replace(" ", "-")
+    value = _NOT_GFD_LABEL_CHARS.sub("", text.strip()).replace(" ", "-")
     value = value[:MAX_VALUE_LEN]
     return value.strip("-_.")
 

@@ -11,11 +11,9 @@ subsystem lines with two tabs; the class section at the end starts with ``C ``.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from collections.abc import Iterable
 
-    from nfd.hostfs import HostFS
+from nfd.hostfs import HostFS
 
 # Where distributions install it, in the order lspci's builds usually look.
 PCI_IDS_PATHS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids", "usr/share/pci.ids")

@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nfd.configfile import ConfigError, load_yaml_with_lines
+from nfd.configfile import Where as _Where
 from nfd.durations import parse_duration
 from nfd.master.policy import PolicyConfig, PolicyError
 from nfd.regex import RegexError, compile_re2
-from nfd.worker.config import ConfigError, _Where, load_yaml_with_lines
 
 log = logging.getLogger("nfd-master")
 
@@ -360,7 +361,7 @@ class ConfigWatcher:
             log.exception("config reload failed")
 
     def _run(self) -> None:
-        from nfd.worker.events import FileWatcher, WatchTarget
+        from nfd.filewatch import FileWatcher, WatchTarget
 
         files: FileWatcher | None
         try:

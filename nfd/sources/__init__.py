@@ -9,95 +9,64 @@ master adds the default namespace to unprefixed keys later, as upstream does.
 
 from __future__ import annotations
 
-import sys
+import logging
 
-from nfd.features import Features
-from nfd.log import get_logger
-from nfd.record import Record
+# Bound before the source modules load: a module that imports these from
+# nfd.sources rather than nfd.sources.base finds them already here.
+from nfd.sources.base import Source, SourceContext
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
-
-    from nfd.hostfs import HostFS
-
-log = get_logger(__name__)
-
-
-class SourceContext(Record):
-    """What a source gets to work with: the host, its config, the node."""
-
-    __slots__ = ("host", "config", "node_name", "features")
-
-    def __init__(
-        self,
-        host: HostFS,
-        config: Mapping[str, Any] | None = None,
-        node_name: str = "",
-        features: Features | None = None,
-    ) -> None:
-        self.host = host
-        self.config: Mapping[str, Any] = {} if config is None else config
-        self.node_name = node_name
-        # Features discovered by every enabled source so far; label sources that
-        # evaluate rules (custom) read across sources.
-        self.features = Features() if features is None else features
-
-
-class Source:
-    """Base class of a feature/label source. Subclasses override what they need."""
-
-    name: str = ""
-    # Lower runs first; a later source overrides an earlier one's equal keys.
-    priority: int = 0
-    # Built-in label keys get ``feature.node.kubernetes.io/<name>-``.
-    prefix_labels: bool = True
-    # ``all`` in featureSources/labelSources includes this source.
-    enabled_by_default: bool = True
-
-    def default_config(self) -> dict[str, Any]:
-        return {}
-
-    def discover(self, ctx: SourceContext) -> Features:
-        return Features()
-
-    def labels(self, features: Features, ctx: SourceContext) -> dict[str, str]:
-        return {}
-
-
-# Every source module, in upstream's naming. Each defines ``SOURCE``.
-SOURCE_NAMES = (
-    "cpu",
-    "custom",
-    "fake",
-    "gpu",
-    "iommu",
-    "kernel",
-    "local",
-    "memory",
-    "network",
-    "pci",
-    "storage",
-    "system",
-    "usb",
+# isort: split
+from nfd.sources import (
+    cpu,
+    custom,
+    fake,
+    gpu,
+    iommu,
+    kernel,
+    local,
+    memory,
+    network,
+    pci,
+    storage,
+    system,
+    usb,
 )
+
+__all__ = ["SOURCES", "SOURCE_NAMES", "Source", "SourceContext", "get_source", "select_sources"]
+
+log = logging.getLogger(__name__)
+
+# Every source, by upstream's name.
+SOURCES: dict[str, Source] = {
+    module.SOURCE.name: module.SOURCE
+    for module in (
+        cpu,
+        custom,
+        fake,
+        gpu,
+        iommu,
+        kernel,
+        local,
+        memory,
+        network,
+        pci,
+        storage,
+        system,
+        usb,
+    )
+}
+SOURCE_NAMES = tuple(sorted(SOURCES))
 
 
 def get_source(name: str) -> Source:
-    if name not in SOURCE_NAMES:
-        raise KeyError(f"unknown source {name!r}")
-    module_name = f"nfd.sources.{name}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        __import__(module_name)  # importlib.import_module, without importing importlib
-        module = sys.modules[module_name]
-    source: Source = module.SOURCE
-    return source
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise KeyError(f"unknown source {name!r}") from None
 
 
 def all_sources() -> dict[str, Source]:
-    return {name: get_source(name) for name in SOURCE_NAMES}
+    return dict(SOURCES)
 
 
 def select_sources(requested: list[str], what: str = "sources") -> list[str]:

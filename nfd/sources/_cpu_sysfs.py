@@ -7,13 +7,10 @@ set, as upstream (see each function for what "undeterminable" means).
 
 from __future__ import annotations
 
-from nfd.textscan import decimals_end, spaces_end
+import re
+from collections.abc import Mapping
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from nfd.hostfs import HostFS
+from nfd.hostfs import HostFS
 
 CPU_DEVICES = "sys/bus/cpu/devices"
 CPU_SYSFS = "sys/devices/system/cpu"
@@ -21,6 +18,7 @@ MISC_CAPACITY_FILES = ("sys/fs/cgroup/misc.capacity", "sys/fs/cgroup/misc/misc.c
 
 # Brand-string frequency units, in MHz.
 _FREQ_UNITS_MHZ = {"M": 1, "G": 1000, "T": 1000000}
+_NOMINAL_FREQUENCY = re.compile(r"@\s*(\d+(?:\.\d+)?)\s*([MGT])Hz")
 
 
 def int_or_none(value: str | None) -> int | None:
@@ -94,40 +92,16 @@ def detect_pstate(host: HostFS) -> dict[str, str]:
     return features
 
 
-def _frequency_at(text: str, at: int) -> tuple[str, str] | None:
-    r"""(number, unit) when ``@\s*(\d+(?:\.\d+)?)\s*([MGT])Hz`` matches at ``at``.
-
-    Every part of that pattern is greedy and none can give back a character
-    that the next part would accept, so one left-to-right scan decides it.
-    """
-    start = spaces_end(text, at + 1)
-    end = decimals_end(text, start)
-    if end == start:
-        return None
-    if text.startswith(".", end):
-        fraction_end = decimals_end(text, end + 1)
-        if fraction_end > end + 1:
-            end = fraction_end
-    unit = spaces_end(text, end)
-    if text[unit : unit + 1] in _FREQ_UNITS_MHZ and text.startswith("Hz", unit + 1):
-        return text[start:end], text[unit]
-    return None
-
-
 def nominal_base_mhz(model_name: str) -> int | None:
     """Nominal base frequency from the brand string ("... @ 2.30GHz" -> 2300).
 
     Upstream reads CPUID leaf 0x16; the brand string carries the same figure
     on the Xeons that have SST-BF.
     """
-    at = model_name.find("@")
-    while at != -1:
-        found = _frequency_at(model_name, at)
-        if found is not None:
-            number, unit = found
-            return int(float(number) * _FREQ_UNITS_MHZ[unit])
-        at = model_name.find("@", at + 1)
-    return None
+    match = _NOMINAL_FREQUENCY.search(model_name)
+    if match is None:
+        return None
+    return int(float(match[1]) * _FREQ_UNITS_MHZ[match[2]])
 
 
 def detect_sst(host: HostFS, model_name: str) -> dict[str, str]:

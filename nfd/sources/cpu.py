@@ -16,11 +16,14 @@ nearest kernel-exported fact, each noted at its function:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from nfd.features import Features
-from nfd.labels import LABEL_VALUE_CHARS
-from nfd.log import get_logger
-from nfd.record import Record, record_hash
-from nfd.sources import Source, SourceContext
+from nfd.hostfs import HostFS
+from nfd.labels import NOT_LABEL_VALUE_CHARS
 from nfd.sources._cpu_sysfs import (
     detect_coprocessor,
     detect_cstate,
@@ -39,15 +42,9 @@ from nfd.sources._cpuid_names import (
     VENDOR_NAMES,
     X86_64_LEVELS,
 )
+from nfd.sources.base import Source, SourceContext
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-    from typing import Any
-
-    from nfd.hostfs import HostFS
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 # Upstream's default cpuid.attributeBlacklist at HEAD (26 entries).
 DEFAULT_ATTRIBUTE_BLACKLIST = (
@@ -96,36 +93,19 @@ CPUINFO_READ_LIMIT = 32 * 1024
 # -- /proc/cpuinfo ------------------------------------------------------------
 
 
-class CpuInfo(Record):
-    """The facts we use from the first processor block of /proc/cpuinfo.
+@dataclass(frozen=True, slots=True)
+class CpuInfo:
+    """The facts we use from the first processor block of /proc/cpuinfo."""
 
-    Treated as immutable (it is hashable).
-    """
-
-    __slots__ = ("vendor", "family", "model", "model_name", "flags", "siblings", "cores", "arch")
-
-    def __init__(
-        self,
-        vendor: str = "",
-        family: int | None = None,
-        model: int | None = None,
-        model_name: str = "",
-        flags: frozenset[str] | None = None,
-        siblings: int | None = None,
-        cores: int | None = None,
-        arch: str = "",
-    ) -> None:
-        self.vendor = vendor
-        self.family = family
-        self.model = model
-        self.model_name = model_name
-        # x86 "flags" words, or arm64 "Features" words, as the kernel spells them.
-        self.flags: frozenset[str] = frozenset() if flags is None else flags
-        self.siblings = siblings
-        self.cores = cores
-        self.arch = arch  # "x86", "arm64" or "" when neither list is present
-
-    __hash__ = record_hash
+    vendor: str = ""
+    family: int | None = None
+    model: int | None = None
+    model_name: str = ""
+    # x86 "flags" words, or arm64 "Features" words, as the kernel spells them.
+    flags: frozenset[str] = frozenset()
+    siblings: int | None = None
+    cores: int | None = None
+    arch: str = ""  # "x86", "arm64" or "" when neither list is present
 
 
 def first_cpuinfo_block(text: str) -> dict[str, str]:
@@ -277,16 +257,7 @@ DMI_VENDOR_FILES = ("sys/devices/virtual/dmi/id/sys_vendor", "sys/class/dmi/id/s
 
 def sanitize_value(raw: str) -> str:
     """Replace runs of characters not allowed in label values by ``_``, as upstream."""
-    out: list[str] = []
-    in_run = False  # inside a run of disallowed characters, already replaced
-    for char in raw:
-        if char in LABEL_VALUE_CHARS:
-            out.append(char)
-            in_run = False
-        elif not in_run:
-            out.append("_")
-            in_run = True
-    return "".join(out)
+    return NOT_LABEL_VALUE_CHARS.sub("_", raw)
 
 
 def hypervisor_from_files(

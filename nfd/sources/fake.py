@@ -14,15 +14,11 @@ keys, not options to check) and merged with the defaults here.
 
 from __future__ import annotations
 
-# collections.abc re-exports these; importing it loads the collections package (start-up).
-from _collections_abc import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from nfd.features import Features
-from nfd.sources import Source, SourceContext
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from nfd.sources.base import Source, SourceContext
 
 
 def _text(value: Any) -> str:

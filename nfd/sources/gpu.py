@@ -35,11 +35,8 @@ from nfd.gpu.devices import (
     sanitise_label_value,
 )
 from nfd.gpu.pciids import host_device_names
-from nfd.sources import Source, SourceContext
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from nfd.hostfs import HostFS
+from nfd.hostfs import HostFS
+from nfd.sources.base import Source, SourceContext
 
 PCI_DEVICES = "sys/bus/pci/devices"
 NVIDIA_PROC_GPUS = "proc/driver/nvidia/gpus"

@@ -10,7 +10,7 @@ feature at all; one with ``sys/class`` but no ``iommu`` class gives ``false``.
 from __future__ import annotations
 
 from nfd.features import Features
-from nfd.sources import Source, SourceContext
+from nfd.sources.base import Source, SourceContext
 
 IOMMU_CLASS_DIR = "sys/class/iommu"
 

@@ -9,19 +9,17 @@ upstream reads it.
 
 from __future__ import annotations
 
+import logging
+import re
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
 from nfd.features import Features
 from nfd.hostfs import HostFS
-from nfd.labels import LABEL_VALUE_CHARS
-from nfd.log import get_logger
-from nfd.sources import Source, SourceContext
-from nfd.textscan import ascii_digits_end
+from nfd.sources.base import Source, SourceContext
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_OPTS = ("NO_HZ", "NO_HZ_IDLE", "NO_HZ_FULL", "PREEMPT")
 
@@ -30,35 +28,19 @@ KCONFIG_READ_LIMIT = 8 << 20
 KCONFIG_GUNZIP_LIMIT = 16 << 20
 MODULES_READ_LIMIT = 4 << 20
 
-# Where str.splitlines breaks lines, besides "\n" (and "\r\n").
+# A kernel release (``6.8.0-31-generic``): characters kept in ``full``, and its
+# leading ``major[.minor[.revision]]`` followed by nothing or ``-...``.
+_NOT_VERSION_CHAR = re.compile(r"[^-A-Za-z0-9_.]")
+_VERSION = re.compile(r"(\d+)(\.(\d+))?(\.(\d+))?(-.*)?$")
+# A set option of a kernel .config: a line ``CONFIG_NAME=value``, searched for
+# with its leading "\n" (a literal prefix re finds fast; "^" in MULTILINE mode
+# would try every position of a ~300 KiB file). And the characters besides "\n"
+# where str.splitlines also ends a line.
+_KCONFIG_OPTION = re.compile(r"\nCONFIG_([^=\n]*)=([^\n]*)")
 _OTHER_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 # -- pure parsers -------------------------------------------------------------
-
-
-def _split_version(full: str) -> tuple[str, str, str] | None:
-    r"""(major, minor, revision) of a sanitised version, or None if it is not one.
-
-    What the old regex ``^(\d+)(\.(\d+))?(\.(\d+))?(-.*)?$`` matched: numbers
-    separated by dots, at most three, then nothing or ``-`` and anything.
-    ``full`` holds only ``[-A-Za-z0-9_.]``, so ``\d`` is 0-9 and ``$`` is the end.
-    """
-    end = ascii_digits_end(full, 0)
-    if end == 0:
-        return None
-    major = full[:end]
-    numbers: list[str] = []
-    while len(numbers) < 2 and full.startswith(".", end):
-        number_end = ascii_digits_end(full, end + 1)
-        if number_end == end + 1:
-            break
-        numbers.append(full[end + 1 : number_end])
-        end = number_end
-    if end < len(full) and full[end] != "-":
-        return None
-    numbers += ["", ""]
-    return major, numbers[0], numbers[1]
 
 
 def parse_osrelease_version(text: str) -> dict[str, str]:
@@ -69,12 +51,11 @@ def parse_osrelease_version(text: str) -> dict[str, str]:
     and are empty strings when absent (``6.8`` has revision ``""``). When
     ``full`` does not start like a version, only ``full`` is returned.
     """
-    raw = text.strip()
-    full = "".join(c if c in LABEL_VALUE_CHARS else "_" for c in raw).strip("-_.")
+    full = _NOT_VERSION_CHAR.sub("_", text.strip()).strip("-_.")
     version = {"full": full}
-    parts = _split_version(full)
-    if parts is not None:
-        version.update(major=parts[0], minor=parts[1], revision=parts[2])
+    match = _VERSION.match(full)
+    if match:
+        version.update(major=match[1], minor=match[3] or "", revision=match[5] or "")
     return version
 
 
@@ -84,17 +65,9 @@ def parse_kconfig(text: str) -> dict[str, str]:
     Lines must start with ``CONFIG_`` and contain ``=``; surrounding ``"`` are
     stripped from values. ``# CONFIG_X is not set`` lines are ignored.
     """
-    # Lines as str.splitlines cuts them, but only the ~45% that start with
-    # CONFIG_ are looked at in Python: the text splits at each "\nCONFIG_" into
-    # chunks whose first line is one of them. Other line breaks become "\n" first.
-    if any(brk in text for brk in _OTHER_LINE_BREAKS):
+    if any(brk in text for brk in _OTHER_LINE_BREAKS):  # lines as str.splitlines cuts them
         text = "\n".join(text.splitlines())
-    options: dict[str, str] = {}
-    for chunk in ("\n" + text).split("\nCONFIG_")[1:]:
-        name, sep, value = chunk.partition("\n")[0].partition("=")
-        if sep:
-            options[name] = value.strip('"')
-    return options
+    return {name: value.strip('"') for name, value in _KCONFIG_OPTION.findall("\n" + text)}
 
 
 def legacy_kconfig_value(value: str) -> str:
@@ -119,8 +92,6 @@ def parse_modules_builtin(text: str) -> list[str]:
 
 def gunzip(data: bytes, limit: int = KCONFIG_GUNZIP_LIMIT) -> bytes:
     """Decompress gzip data, at most ``limit`` bytes of output (zlib.error if bad)."""
-    import zlib  # only for proc/config.gz: many hosts have just boot/config-<kver>
-
     return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(data, limit)
 
 
@@ -152,8 +123,6 @@ def _read_kconfig_file(host: HostFS, rel: str) -> str | None:
     if data is None:
         return None
     if rel.endswith(".gz"):
-        import zlib
-
         try:
             data = gunzip(data)
         except zlib.error as err:

@@ -8,20 +8,20 @@ devices live.
 
 from __future__ import annotations
 
+import logging
+import re
+
 from nfd.features import Features
-from nfd.log import get_logger
-from nfd.sources import Source, SourceContext
+from nfd.hostfs import HostFS
+from nfd.sources.base import Source, SourceContext
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from nfd.hostfs import HostFS
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 NUMA_BUS_DIR = "sys/bus/node/devices"
 NUMA_SYSTEM_DIR = "sys/devices/system/node"
 ND_DEVICES_DIR = "sys/bus/nd/devices"
 HUGEPAGES_DIR = "sys/kernel/mm/hugepages"
+_NODE_DIR = re.compile(r"node\d+$")
 # Per-device files upstream reads for ``memory.nv``.
 ND_DEVICE_ATTRIBUTES = ("devtype", "mode")
 # Binary suffixes of Kubernetes quantities, largest first, as powers of KiB.
@@ -43,17 +43,8 @@ def count_swap_lines(text: str) -> int:
 
 
 def is_node_dir(name: str) -> bool:
-    r"""A NUMA node entry (``node0``): what ``re.match(r"^node\d+$", name)`` accepts.
-
-    ``\d`` is any Unicode decimal digit (str.isdecimal), and ``$`` also
-    matches before a final newline.
-    """
-    if not name.startswith("node"):
-        return False
-    number = name[4:]
-    if number.endswith("\n"):
-        number = number[:-1]
-    return number.isdecimal()
+    """A NUMA node entry (``node0``)."""
+    return _NODE_DIR.match(name) is not None
 
 
 def numa_attributes(node_count: int) -> dict[str, str]:

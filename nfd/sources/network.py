@@ -8,20 +8,16 @@ a link that is down (EINVAL), are left out.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterable, Mapping
 
 from nfd.features import Features
-from nfd.log import get_logger
-from nfd.sources import Source, SourceContext
+from nfd.hostfs import HostFS
+from nfd.sources.base import Source, SourceContext
 from nfd.sources.pci import list_required_dir
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-    from nfd.hostfs import HostFS
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 NET_DIR = "sys/class/net"
 DEVICE_FEATURE = "network.device"

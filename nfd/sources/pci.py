@@ -8,18 +8,15 @@ for functions whose class starts with a ``deviceClassWhitelist`` entry.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from nfd.features import Features
-from nfd.log import get_logger
-from nfd.sources import Source, SourceContext
+from nfd.hostfs import HostFS
+from nfd.sources.base import Source, SourceContext
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-    from typing import Any
-
-    from nfd.hostfs import HostFS
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 DEVICES_DIR = "sys/bus/pci/devices"
 DEVICE_FEATURE = "pci.device"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from nfd.features import Features
-from nfd.sources import Source, SourceContext
+from nfd.hostfs import HostFS
+from nfd.sources.base import Source, SourceContext
 from nfd.sources.pci import list_required_dir
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-    from nfd.hostfs import HostFS
 
 BLOCK_DIR = "sys/block"
 BLOCK_FEATURE = "storage.block"

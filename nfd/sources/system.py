@@ -7,13 +7,11 @@ distributions (os-release(5) names it the fallback).
 
 from __future__ import annotations
 
-from nfd.features import Features
-from nfd.sources import Source, SourceContext
-from nfd.textscan import decimals_end
+import re
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from nfd.hostfs import HostFS
+from nfd.features import Features
+from nfd.hostfs import HostFS
+from nfd.sources.base import Source, SourceContext
 
 OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
 
@@ -40,54 +38,25 @@ DMI_ID_ATTRIBUTES = (
 
 OS_RELEASE_LABEL_KEYS = ("ID", "VERSION_ID", "VERSION_ID.major", "VERSION_ID.minor")
 
-
-def _is_word(text: str) -> bool:
-    r"""re's ``\w+``: one or more Unicode alphanumerics (str.isalnum) or ``_``."""
-    if not text:
-        return False
-    letters = text.replace("_", "")
-    return not letters or letters.isalnum()
-
-
-def _split_version_id(version_id: str) -> tuple[str, str] | None:
-    r"""(major, minor or "") as ``^(\d+)(\.(\d+))?(\..*)?$`` reads a VERSION_ID.
-
-    The text comes from one line, so ``.`` and ``$`` see no newline. A minor
-    is taken only when the number after the first dot reaches the end or
-    another dot (``1.2a`` has none); otherwise ``(\..*)?`` takes the rest.
-    """
-    end = decimals_end(version_id, 0)
-    if end == 0:
-        return None
-    major = version_id[:end]
-    if end == len(version_id):
-        return major, ""
-    if version_id[end] != ".":
-        return None
-    minor_end = decimals_end(version_id, end + 1)
-    at_boundary = minor_end == len(version_id) or version_id[minor_end] == "."
-    return major, version_id[end + 1 : minor_end] if at_boundary else ""
+# ``KEY=value`` (a non-empty value); and VERSION_ID's leading ``major[.minor]``.
+_OS_RELEASE_LINE = re.compile(r"(\w+)=(.+)")
+_VERSION_ID = re.compile(r"(\d+)(\.(\d+))?(\..*)?$")
 
 
 def parse_os_release(text: str) -> dict[str, str]:
-    r"""Parse os-release(5) text the way upstream does, plus VERSION_ID parts.
-
-    A line counts when it is ``^(\w+)=(.+)``: a key of word characters, ``=``
-    and a non-empty value (a word character is never ``=``, so the key is all
-    before the first ``=``).
-    """
+    """Parse os-release(5) text the way upstream does, plus VERSION_ID parts."""
     release: dict[str, str] = {}
     for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and value and _is_word(key):
-            release[key] = value.strip().strip("\"'")
+        match = _OS_RELEASE_LINE.match(line)
+        if match:
+            release[match[1]] = match[2].strip().strip("\"'")
     version_id = release.get("VERSION_ID")
     if version_id:
-        parts = _split_version_id(version_id)
+        parts = _VERSION_ID.match(version_id)
         if parts:
-            release["VERSION_ID.major"] = parts[0]
-            if parts[1]:
-                release["VERSION_ID.minor"] = parts[1]
+            release["VERSION_ID.major"] = parts[1]
+            if parts[3]:
+                release["VERSION_ID.minor"] = parts[3]
     return release
 
 

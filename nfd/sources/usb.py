@@ -8,18 +8,15 @@ interface, each carrying that interface's class (duplicates kept, as upstream).
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from nfd.features import Features
-from nfd.log import get_logger
-from nfd.sources import Source, SourceContext
+from nfd.hostfs import HostFS
+from nfd.sources.base import Source, SourceContext
 from nfd.sources.pci import configured_device_labels
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-    from nfd.hostfs import HostFS
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 DEVICES_DIR = "sys/bus/usb/devices"
 DEVICE_FEATURE = "usb.device"

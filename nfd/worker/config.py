@@ -7,17 +7,15 @@ Unknown keys are kept out and reported as warnings, as upstream ignores them.
 
 from __future__ import annotations
 
-# collections.abc re-exports these; importing it loads the collections package (start-up).
-from _collections_abc import Mapping
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+from nfd.configfile import ConfigError, Where, load_yaml_with_lines
 from nfd.durations import parse_duration
-from nfd.record import Record
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 DEFAULT_CONFIG_PATH = "/etc/kubernetes/node-feature-discovery/nfd-worker.conf"
 
@@ -35,47 +33,21 @@ _CORE_KEYS = {
 }
 
 
-class ConfigError(ValueError):
-    """A config file or option that cannot be used; the message says where."""
+@dataclass(slots=True)
+class CoreConfig:
+    sleep_interval: float = 60.0
+    feature_sources: list[str] = field(default_factory=lambda: ["all"])
+    label_sources: list[str] = field(default_factory=lambda: ["all"])
+    label_whitelist: str = ""
+    no_publish: bool = False
 
 
-class CoreConfig(Record):
-    __slots__ = (
-        "sleep_interval",
-        "feature_sources",
-        "label_sources",
-        "label_whitelist",
-        "no_publish",
-    )
-
-    def __init__(
-        self,
-        sleep_interval: float = 60.0,
-        feature_sources: list[str] | None = None,
-        label_sources: list[str] | None = None,
-        label_whitelist: str = "",
-        no_publish: bool = False,
-    ) -> None:
-        self.sleep_interval = sleep_interval
-        self.feature_sources = ["all"] if feature_sources is None else feature_sources
-        self.label_sources = ["all"] if label_sources is None else label_sources
-        self.label_whitelist = label_whitelist
-        self.no_publish = no_publish
-
-
-class WorkerConfig(Record):
-    __slots__ = ("core", "sources", "warnings")
-
-    def __init__(
-        self,
-        core: CoreConfig | None = None,
-        sources: dict[str, dict[str, Any]] | None = None,
-        warnings: list[str] | None = None,
-    ) -> None:
-        self.core = CoreConfig() if core is None else core
-        # Per-source config: each source's defaults with the user's values on top.
-        self.sources: dict[str, dict[str, Any]] = {} if sources is None else sources
-        self.warnings: list[str] = [] if warnings is None else warnings
+@dataclass(slots=True)
+class WorkerConfig:
+    core: CoreConfig = field(default_factory=CoreConfig)
+    # Per-source config: each source's defaults with the user's values on top.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def source_config(self, name: str) -> dict[str, Any]:
         if name not in self.sources:
@@ -83,64 +55,17 @@ class WorkerConfig(Record):
         return self.sources[name]
 
 
-class _Where:
-    """Says where a config key is: ``file:line: core.sleepInterval``.
-
-    ``lines`` maps dotted key paths to the line they are on in the file
-    ("" is the document itself); keys it does not know get the file alone.
-    """
-
-    def __init__(self, origin: str, lines: Mapping[str, int] | None = None) -> None:
-        self.origin = origin
-        self.lines = lines or {}
-
-    def __call__(self, key: str = "") -> str:
-        line = self.lines.get(key)
-        place = f"{self.origin}:{line}" if line else self.origin
-        if not place or not key:
-            return place or key
-        return f"{place}: {key}"
-
-
-def deep_copy(value: Any, memo: dict[int, Any] | None = None) -> Any:
-    """``copy.deepcopy`` for parsed YAML/JSON data, without importing ``copy``.
-
-    Dicts, lists and sets are copied, keeping shared and self-referencing
-    containers (YAML anchors) shared and cyclic as deepcopy does; everything else
-    in such data (strings, numbers, dates) is immutable and kept.
-    """
-    if not isinstance(value, dict | list | set):
-        return value
-    memo = {} if memo is None else memo
-    done = memo.get(id(value))
-    if done is not None:
-        return done
-    if isinstance(value, set):
-        memo[id(value)] = copied_set = set(value)
-        return copied_set
-    if isinstance(value, list):
-        copied_list: list[Any] = []
-        memo[id(value)] = copied_list
-        copied_list.extend(deep_copy(item, memo) for item in value)
-        return copied_list
-    copied_dict: dict[Any, Any] = {}
-    memo[id(value)] = copied_dict
-    for key, item in value.items():
-        copied_dict[key] = deep_copy(item, memo)
-    return copied_dict
-
-
 def merge_config(
-    defaults: Any, user: Any, where: str, warnings: list[str], at: _Where | None = None
+    defaults: Any, user: Any, where: str, warnings: list[str], at: Where | None = None
 ) -> Any:
     """Overlay ``user`` on ``defaults``; keys unknown to the defaults warn."""
-    at = at or _Where("")
+    at = at or Where("")
     if not isinstance(defaults, dict) or not defaults:
-        return deep_copy(user)
+        return copy.deepcopy(user)
     if not isinstance(user, Mapping):
         warnings.append(f"{at(where)}: expected a mapping, ignored")
-        return deep_copy(defaults)
-    out = deep_copy(defaults)
+        return copy.deepcopy(defaults)
+    out = copy.deepcopy(defaults)
     for key, value in user.items():
         if key not in defaults:
             warnings.append(f"{at(f'{where}.{key}')}: unknown option, ignored")
@@ -164,7 +89,7 @@ def build_config(
 
     ``lines`` (key path -> line, from ``key_lines``) puts line numbers in messages.
     """
-    at = _Where(origin, lines)
+    at = Where(origin, lines)
     config = WorkerConfig()
     if data is None:
         data = {}
@@ -243,65 +168,6 @@ def load_config(path: str, must_exist: bool = False) -> WorkerConfig:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text: {err}") from None
     return parse_config_text(text, path)
-
-
-def key_lines(node: Any, prefix: str = "") -> dict[str, int]:
-    """Line (1-based) of every mapping key in a composed YAML tree, by dotted path."""
-    import yaml
-
-    lines: dict[str, int] = {}
-    if not prefix:
-        lines[""] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(key_lines(value_node, path))
-    return lines
-
-
-def is_comments_only(text: str) -> bool:
-    """True for YAML text that is blank lines and comments only: an empty document.
-
-    As shipped, nfd-worker.conf is every option commented out; parsing it needs no
-    YAML parser. Non-ASCII text and ASCII control characters other than tab, CR
-    and LF go to the parser, which reports them as the reader would.
-    """
-    if not text.isascii():
-        return False
-    for line in text.splitlines():
-        line = line.lstrip(" ")  # not tabs: YAML refuses a tab before a comment
-        if line and not line.startswith("#"):
-            return False
-    return text.replace("\t", "").replace("\n", "").replace("\r", "").isprintable()
-
-
-def load_yaml_with_lines(text: str, origin: str) -> tuple[Any, dict[str, int] | None]:
-    """Parse one YAML document; also return each key's line for later error messages.
-
-    Shared by the worker's and the master's config files. Raises ConfigError
-    naming ``origin`` and the line of a syntax error.
-    """
-    if is_comments_only(text):
-        return None, None
-    import yaml  # only for a file with content: PyYAML's import is ~25 ms of a start
-
-    loader = None
-    try:
-        # The reader rejects control characters already in the constructor.
-        loader = yaml.SafeLoader(text)
-        # Compose first, so errors in values can name the line of their key.
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    return data, key_lines(node) if node is not None else None
 
 
 def parse_config_text(text: str, origin: str) -> WorkerConfig:

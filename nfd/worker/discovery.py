@@ -6,41 +6,30 @@ invalid label costs only itself (a warning naming it).
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass, field
 
 from nfd import DEFAULT_LABEL_NS
 from nfd.features import Features
+from nfd.hostfs import HostFS
 from nfd.labels import name_errors, value_errors
-from nfd.log import get_logger
-from nfd.record import Record
 from nfd.regex import search
 from nfd.sources import SourceContext, get_source, select_sources
+from nfd.worker.config import WorkerConfig
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from nfd.hostfs import HostFS
-    from nfd.worker.config import WorkerConfig
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
-class DiscoveryResult(Record):
+@dataclass(slots=True)
+class DiscoveryResult:
     """One discovery: features, labels, and what went wrong."""
 
-    __slots__ = ("features", "labels", "warnings", "durations")
-
-    def __init__(
-        self,
-        features: Features,
-        labels: dict[str, str],
-        warnings: list[str] | None = None,
-        durations: dict[str, float] | None = None,
-    ) -> None:
-        self.features = features
-        self.labels = labels
-        # Human-readable problems: failed sources and dropped labels.
-        self.warnings: list[str] = [] if warnings is None else warnings
-        self.durations: dict[str, float] = {} if durations is None else durations
+    features: Features
+    labels: dict[str, str]
+    # Human-readable problems: failed sources and dropped labels.
+    warnings: list[str] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
 
 
 def discover_features(

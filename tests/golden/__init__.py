@@ -18,15 +18,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixture_paths import PCI_ROOTFS_1, PROCFS
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-SHARED_FIXTURES = Path("/work/shared/fixtures")
 LOCAL_FIXTURES = REPO / "tests" / "fixtures"
 
-# Golden name -> host prefix (a directory; the shared ones are read-only).
+# Golden name -> host prefix (a directory; the upstream copies are never written).
 TREES: dict[str, Path] = {
-    "procfs": SHARED_FIXTURES / "procfs" / "fixtures",
-    "pci-rootfs-1": SHARED_FIXTURES / "nfd-upstream" / "testdata" / "source" / "pci" / "rootfs-1",
+    "procfs": PROCFS,
+    "pci-rootfs-1": PCI_ROOTFS_1,
     "host-full": LOCAL_FIXTURES / "host-full",
     "cpu-only": LOCAL_FIXTURES / "cpu-only",
     "gpu-consumer": LOCAL_FIXTURES / "gpu-consumer",

@@ -1,6 +1,6 @@
 """The ``host-full`` fixture: a small but complete synthetic host, for golden files.
 
-The shared fixture trees each cover a part of a host (procfs' has no
+The upstream fixture trees (tests/fixtures) each cover a part of a host (procfs' has no
 etc/os-release or proc/modules, upstream's rootfs-1 only PCI). This one has
 something for every source: a two-socket Ice Lake server with an NVIDIA GPU, an
 SR-IOV NIC, a QAT card, NVMe and SATA disks, a USB camera, NUMA, hugepages,

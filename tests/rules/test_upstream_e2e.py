@@ -8,14 +8,12 @@ plus the matchName rules (``*-test-2``) that upstream added in v0.15.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from nfd.cli.rules import merge_nodefeature, parse_features_document
 from nfd.rules import execute_rules, load_rules, validate_rules
+from tests.fixture_paths import UPSTREAM_E2E_DATA
 from tests.rules.test_engine import fake_features
 
-DATA = Path(__file__).resolve().parents[2] / "../shared/fixtures/nfd-upstream/test/e2e/data"
-DATA = Path("/work/shared/fixtures/nfd-upstream/test/e2e/data") if not DATA.exists() else DATA
+DATA = UPSTREAM_E2E_DATA
 
 
 def rules_of(*names: str) -> list:

@@ -24,10 +24,9 @@ from nfd.sources.cpu import (
 )
 from nfd.worker.config import build_config
 from nfd.worker.discovery import compute_labels, discover_features
+from tests.fixture_paths import PROCFS
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures"
-PROCFS = FIXTURES / "procfs" / "fixtures"
 NS = "feature.node.kubernetes.io/"
 
 # klauspost/cpuid v2 x86 FeatureID names (reference §2.1), for typo checks.

@@ -9,9 +9,9 @@ from nfd.sources import SourceContext, select_sources
 from nfd.sources.iommu import SOURCE
 from nfd.worker.config import build_config
 from nfd.worker.discovery import run_discovery
+from tests.fixture_paths import PROCFS
 
 LABEL = "feature.node.kubernetes.io/iommu-enabled"
-PROCFS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "procfs" / "fixtures"
 
 
 def tree(root: Path, *dirs: str) -> HostFS:

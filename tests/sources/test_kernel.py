@@ -22,6 +22,7 @@ from nfd.sources.kernel import (
 )
 from nfd.worker.config import build_config
 from nfd.worker.discovery import compute_labels, discover_features
+from tests.fixture_paths import PROCFS
 
 NS = "feature.node.kubernetes.io/"
 KVER = "6.1.0-18-amd64"
@@ -256,7 +257,7 @@ def test_empty_tree_gives_only_kvm_false(tmp_path):
 
 
 def test_procfs_fixture_tree():
-    prefix = Path(__file__).resolve().parents[2].parent / "shared/fixtures/procfs/fixtures"
+    prefix = PROCFS
     features = discover(HostFS(str(prefix) + "/"))
     # sys/fs/selinux has only avc/: no enforce file, so not enforcing (as upstream).
     assert features.attributes["kernel.selinux"] == {"enabled": "false"}

@@ -21,8 +21,9 @@ from nfd.sources.local import (
     read_feature_files,
     run_hooks,
 )
+from tests.fixture_paths import NFD_UPSTREAM
 
-FIXTURES = Path("/work/shared/fixtures/nfd-upstream/source/local/testdata/features.d")
+FIXTURES = NFD_UPSTREAM / "source" / "local" / "testdata" / "features.d"
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
 
 

@@ -10,10 +10,9 @@ from nfd.features import Features
 from nfd.hostfs import HostFS
 from nfd.sources import SourceContext
 from nfd.sources.memory import SOURCE, count_swap_lines, hugepage_size_name, kib_quantity
+from tests.fixture_paths import NFD_UPSTREAM, PROCFS
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-UPSTREAM_MEMORY = FIXTURES / "nfd-upstream" / "source" / "memory" / "testdata"
-PROCFS = FIXTURES / "procfs" / "fixtures"
+UPSTREAM_MEMORY = NFD_UPSTREAM / "source" / "memory" / "testdata"
 
 
 def write_tree(root: Path, files: dict[str, str]) -> HostFS:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from nfd.features import Features
@@ -18,9 +16,10 @@ from nfd.sources.pci import (
 )
 from nfd.worker.config import parse_config_text
 from nfd.worker.discovery import run_discovery
+from tests.fixture_paths import PCI_ROOTFS_1
 from tests.hosttree import Link, host_tree
 
-ROOTFS_1 = Path("/work/shared/fixtures/nfd-upstream/testdata/source/pci/rootfs-1")
+ROOTFS_1 = PCI_ROOTFS_1
 CANONICAL = ("class", "vendor", "device", "subsystem_vendor", "subsystem_device")
 
 

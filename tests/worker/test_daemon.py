@@ -18,9 +18,10 @@ from nfd.hostfs import HostFS
 from nfd.worker.config import ConfigError, WorkerConfig, load_config
 from nfd.worker.daemon import IncrementalDiscovery, WorkerDaemon, watch_targets
 from nfd.worker.discovery import DiscoveryResult, run_discovery
+from tests.fixture_paths import PROCFS
 from tests.worker.harness import add_veth, delete_link
 
-PROCFS_TREE = "/work/shared/fixtures/procfs/fixtures"
+PROCFS_TREE = str(PROCFS)
 
 
 def config_with(

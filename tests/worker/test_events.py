@@ -9,20 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from nfd.worker.events import (
-    ALL_SOURCES,
+from nfd.filewatch import (
     IN_CREATE,
     IN_DELETE,
     IN_ISDIR,
     IN_MODIFY,
-    Debouncer,
     FileWatcher,
-    UeventWatcher,
     WatchTarget,
     parse_inotify_events,
-    sources_for_uevent,
     tags_for_event,
 )
+from nfd.worker.events import ALL_SOURCES, Debouncer, UeventWatcher, sources_for_uevent
 from tests.worker.harness import add_veth, delete_link, write_atomically
 
 # -- uevent mapping ---------------------------------------------------------------
