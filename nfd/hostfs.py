@@ -199,5 +199,5 @@ def read_regular_file(path: str, limit: int) -> bytes:
     finally:
         os.close(fd)
     if size > limit:
-        raise FileRefused(path, f"grew past the {limit} byte limit while being read")
+        raise FileRefused(path, f"over the {limit} byte limit when read (the file is growing)")
     return b"".join(chunks)

@@ -344,12 +344,12 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _hook_failure(result: HookResult, timeout: float, elapsed: float, limit: int) -> str:
+def _hook_failure(result: HookResult, timeout: str, elapsed: float, limit: int) -> str:
     """Why a hook's output is not used, or "" when it is."""
     if result.error:
         return result.error
     if result.timed_out:
-        return f"killed after {timeout:g}s timeout (ran {elapsed:.1f}s), output discarded"
+        return f"killed after {timeout} (ran {elapsed:.1f}s), output discarded"
     if result.overflowed:
         return f"output over {limit} bytes, killed, output discarded"
     if result.stderr_overflowed:
@@ -404,7 +404,12 @@ def run_hooks(
             total.warnings.append(
                 f"hook {name}: {result.leftover} process(es) it left running were killed"
             )
-        failure = _hook_failure(result, budget, elapsed, output_limit)
+        limit_text = (
+            f"{timeout:g}s timeout"
+            if budget == timeout
+            else f"{budget:.1f}s, what was left of hooksTotalTimeout {total_timeout:g}s"
+        )
+        failure = _hook_failure(result, limit_text, elapsed, output_limit)
         if failure:
             total.warnings.append(f"hook {name}: {failure}")
             continue
