@@ -251,7 +251,7 @@ def test_hook_children_that_outlive_the_hook(hooks: Path, tmp_path: Path, record
     assert labels.get("bg") == "1"
     assert "hook a-bg-stdout: 1 process(es) it left running were killed" in warnings
     assert "hook b-bg-quiet: 1 process(es) it left running were killed" in warnings
-    assert took < HOOK_TIMEOUT, took  # nobody waited for a timeout
+    assert "killed after" not in warnings  # nobody waited for the timeout
     survivors = {p.name: int(p.read_text()) for p in pids.iterdir()}
     alive = [name for name, pid in survivors.items() if pid_alive(pid)]
     record.measure("children_left_running", len(alive))

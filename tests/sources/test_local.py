@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,11 +250,12 @@ def test_hook_that_closes_stdout_and_stays_is_killed_at_the_timeout(tmp_path: Pa
         f"echo lost=1\nexec >&- 2>&-\nsleep 300 &\necho $! > {pidfile}\nexec sleep 300\n",
     )
     start = time.monotonic()
-    parsed = run_hooks(str(tmp_path), 0.5, 65536, NOW)
-    assert time.monotonic() - start < 0.5 + 1.5
+    parsed = run_hooks(str(tmp_path), 1.0, 65536, NOW)
+    assert time.monotonic() - start < 1.0 + 2.0
     assert parsed.labels == {}
-    assert "hook closes: killed after 0.5s timeout" in parsed.warnings[0]
-    assert not Path(f"/proc/{int(pidfile.read_text())}").exists()
+    assert "hook closes: killed after 1s timeout" in parsed.warnings[0]
+    if pidfile.exists():  # a loaded machine may kill the hook before it got that far
+        assert not Path(f"/proc/{int(pidfile.read_text())}").exists()
 
 
 def test_hook_writing_stderr_without_end_is_cut_off(tmp_path: Path) -> None:
@@ -276,7 +278,10 @@ def test_all_hooks_together_stay_within_the_total_timeout(tmp_path: Path) -> Non
     assert parsed.labels == {}
     warnings = "\n".join(parsed.warnings)
     assert "hook a: killed after 1s timeout" in warnings
-    assert "hook b: killed after 0.5s, what was left of hooksTotalTimeout 1.5s" in warnings
+    # b gets what a left of the 1.5s (about 0.5s; less on a loaded machine).
+    assert re.search(
+        r"hook b: killed after 0\.[0-9]s, what was left of hooksTotalTimeout 1\.5s", warnings
+    )
     for name in ("c", "d"):
         assert f"hook {name}: not run, all hooks together used up their 1.5s" in warnings
 
