@@ -5,15 +5,19 @@ Feature files follow upstream (v0.15+): ``key`` or ``key=value`` lines,
 and ``# +no-feature``, hidden files ignored, files over 64 KiB skipped. Keys
 are kept as written (an unprefixed key stays unprefixed; the master adds the
 default namespace). Results: attribute sets ``local.label`` (published as
-labels) and ``local.feature`` (raw features only).
+labels) and ``local.feature`` (raw features only). An entry that is not a
+regular file (a FIFO, a device, a directory, a symlink loop) or is over the
+limit is skipped with a warning saying why, before it is opened or read.
 
 Hooks differ from upstream on purpose (upstream ran them with no limits and
 dropped them in v0.17): hooks are on by default (``hooksEnabled: false``
 turns them off); each runs with no arguments, no stdin, a clean environment
-(only PATH), in its own process group, with a timeout (``hookTimeout``,
-default 10s) after which the whole group is killed, and an output cap
-(``hookOutputLimit``, default 64 KiB). A hook that fails, hangs or overflows
-costs only its own features, and is logged with its name and exit status.
+(only PATH), in its own session, below a supervisor that kills every process
+it leaves behind (``_hook_supervisor.py``), with a timeout (``hookTimeout``,
+default 10s; all hooks together ``hooksTotalTimeout``, default 30s) after
+which it is killed with all it started, and output caps (``hookOutputLimit``,
+default 64 KiB, for stdout; 1 MiB for stderr). A hook that fails, hangs or
+overflows costs only its own features, and is logged with its name and why.
 
 Directories are container paths, not under the host prefix, as upstream
 mounts them (``featuresDir``, ``hooksDir``; ``--features-dir``,
