@@ -24,8 +24,9 @@ import time
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-# Killing and reaping leftovers gives up after this long (a process stuck in the kernel).
-CLEANUP_SECONDS = 5.0
+# Killing and reaping leftovers gives up after this long (a process stuck in the kernel);
+# less than the worker's STOP_GRACE, so the supervisor still reports before it is killed.
+CLEANUP_SECONDS = 2.0
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -39,7 +40,11 @@ def _prctl(option: int, value: int) -> bool:
 def _descendants(root: int) -> list[tuple[int, str]]:
     """(pid, state) of every process below ``root``, from one pass over /proc."""
     children: dict[int, list[tuple[int, str]]] = {}
-    for name in os.listdir("/proc"):
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # no procfs: only the process group kill applies
+        return []
+    for name in names:
         if not name.isdigit():
             continue
         try:

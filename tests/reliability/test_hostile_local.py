@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -289,3 +291,45 @@ def test_hook_grandchild_that_escapes_the_process_group(
     record.survived = 1
     assert not escaped
     assert "hook a-daemon: 1 process(es) it left running were killed" in warnings
+
+
+def test_hooks_die_with_a_killed_worker(hooks: Path, tmp_path: Path, record: Record) -> None:
+    """SIGKILL the process running the hooks (as the kubelet or the OOM killer would): the
+    supervisor's parent-death signal makes it kill the hook and what the hook started."""
+    record.category, record.title = (
+        "hostile",
+        "Worker SIGKILLed while a hook and its setsid child are running",
+    )
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    hook(
+        hooks,
+        "a-stays",
+        f"setsid sh -c 'echo $$ > {pids}/daemon; exec sleep 1000' </dev/null >/dev/null 2>&1 &\n"
+        f"echo $$ > {pids}/hook\nexec sleep 1000\n",
+    )
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from nfd.sources.local import run_hooks; run_hooks({str(hooks)!r}, 100, 65536)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while len(list(pids.iterdir())) < 2 or not all(p.read_text() for p in pids.iterdir()):
+            assert time.monotonic() < deadline, "the hook did not start"
+            time.sleep(0.02)
+    finally:
+        runner.kill()
+        runner.wait()
+    started = {p.name: int(p.read_text()) for p in pids.iterdir()}
+    deadline = time.monotonic() + 5
+    while any(pid_alive(pid) for pid in started.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [name for name, pid in started.items() if pid_alive(pid)]
+    for name in alive:
+        os.kill(started[name], 9)
+    record.measure("processes_left", len(alive))
+    record.survived = 0 if alive else 1
+    assert alive == []
