@@ -67,10 +67,6 @@ FEATURE_SET = "local.feature"
 LABEL_SET = "local.label"
 
 
-class LocalError(ValueError):
-    """A feature file or hook that could not be used; the message names it."""
-
-
 @dataclass
 class ParsedFeatures:
     """Features, labels and warnings of feature files or hooks."""

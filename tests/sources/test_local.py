@@ -329,3 +329,13 @@ def test_default_config_is_upstream_paths() -> None:
 def test_feature_file_bytes_never_raise(data: bytes) -> None:
     parsed = parse_feature_text(data.decode("utf-8", "replace"), "prop", NOW)
     assert "" not in parsed.labels
+
+
+def test_hostfs_reads_never_block_on_a_fifo(tmp_path: Path) -> None:
+    # A captured or hostile host tree may hold FIFOs where sysfs has attributes.
+    (tmp_path / "sys").mkdir()
+    os.mkfifo(tmp_path / "sys" / "attr")
+    host = HostFS(str(tmp_path))
+    start = time.monotonic()
+    assert host.read_bytes("sys/attr") in (None, b"")
+    assert time.monotonic() - start < 1.0
