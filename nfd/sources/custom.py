@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RULES_DIR = "/etc/kubernetes/node-feature-discovery/custom.d"
 MAX_RULE_FILE_SIZE = 1 << 20
+# All rule files together: what the rules directory may cost in parsing and memory.
+MAX_RULES_DIR_SIZE = 16 << 20
 
 
 def _visible(directory: str) -> list[str]:
@@ -81,26 +83,36 @@ def rule_files(directory: str) -> list[str]:
 _FILE_CACHE: dict[str, tuple[tuple[int, int], list[Rule]]] = {}
 
 
-def _load_file(path: str) -> list[Rule]:
-    """The rules of one file; FileRefused or RuleError naming it."""
+def _load_file(path: str, budget: int) -> tuple[list[Rule], int]:
+    """The rules of one file and its size; FileRefused or RuleError naming it.
+
+    ``budget`` is what is left of MAX_RULES_DIR_SIZE.
+    """
     stat = stat_regular_file(path, MAX_RULE_FILE_SIZE)  # size and kind, before parsing
+    if stat.st_size > budget:
+        raise FileRefused(
+            path, f"over the {MAX_RULES_DIR_SIZE} bytes allowed for all rule files together"
+        )
     key = (stat.st_mtime_ns, stat.st_size)
     cached = _FILE_CACHE.get(path)
     if cached is not None and cached[0] == key:
-        return cached[1]
+        return cached[1], stat.st_size
     data = read_regular_file(path, MAX_RULE_FILE_SIZE)
     rules = load_rules(data, path, worker=True)
     if len(_FILE_CACHE) > 1024:
         _FILE_CACHE.clear()
     _FILE_CACHE[path] = (key, rules)
-    return rules
+    return rules, stat.st_size
 
 
 def load_rules_dir(directory: str, warnings: list[str] | None = None) -> list[Rule]:
     rules: list[Rule] = []
+    budget = MAX_RULES_DIR_SIZE
     for path in rule_files(directory):
         try:
-            rules.extend(_load_file(path))
+            loaded, size = _load_file(path, budget)
+            rules.extend(loaded)
+            budget -= size
         except (RuleError, FileRefused) as err:
             message = f"custom: rule file skipped: {err}"
             log.warning("%s", message)

@@ -50,6 +50,8 @@ DEFAULT_HOOKS_DIR = "/etc/kubernetes/node-feature-discovery/source.d"
 DEFAULT_HOOK_TIMEOUT = 10.0
 DEFAULT_HOOKS_TOTAL_TIMEOUT = 30.0
 MAX_FILE_SIZE = 64 * 1024
+# All feature files together: what one discovery reads and parses at most.
+MAX_TOTAL_SIZE = 8 << 20
 DEFAULT_HOOK_OUTPUT_LIMIT = 64 * 1024
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # How much of a hook's stderr is kept for the log, and how much is read at all: a hook
@@ -183,15 +185,25 @@ def read_feature_files(directory: str, now: datetime | None = None) -> ParsedFea
     """All feature files of ``directory`` in name order; later files win.
 
     A file that is not a regular file of at most MAX_FILE_SIZE bytes (a directory, a
-    FIFO, a device, a symlink loop, a sparse or growing file) is skipped with a warning.
+    FIFO, a device, a symlink loop, a sparse or growing file) is skipped with a warning;
+    so are the files after the first MAX_TOTAL_SIZE bytes.
     """
     total = ParsedFeatures()
-    for path in _visible_entries(directory):
+    size = 0
+    entries = _visible_entries(directory)
+    for index, path in enumerate(entries):
+        if size > MAX_TOTAL_SIZE:
+            total.warnings.append(
+                f"{directory}: over {MAX_TOTAL_SIZE} bytes of feature files in all, "
+                f"{len(entries) - index} entries from {os.path.basename(path)} on skipped"
+            )
+            break
         try:
             data = read_regular_file(path, MAX_FILE_SIZE)
         except FileRefused as err:
             total.warnings.append(f"{err}, file skipped")
             continue
+        size += len(data)
         parsed = parse_feature_text(_decode(data), path, now)
         _merge(total, parsed, path)
     return total

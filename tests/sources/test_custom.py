@@ -236,3 +236,21 @@ def test_never_ending_template_in_custom_d_is_stopped_by_the_engine_budget(
     labels = json.loads(done.stdout)
     assert "before" in labels and "after" in labels
     assert "custom: rule skipped:" in done.stderr and "'fan-out'" in done.stderr
+
+
+def test_rule_files_past_the_directory_budget_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nfd.sources.custom as custom
+
+    monkeypatch.setattr(custom, "MAX_RULES_DIR_SIZE", 100)
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.yaml").write_text(f"- {{name: {name}, labels: {{{name}: '1'}}}}\n")
+    warnings: list[str] = []
+    # Each file is 30 bytes: a, b and c fit in 100; a fourth, bigger one does not.
+    (tmp_path / "d.yaml").write_text("- {name: d, labels: {d: '1'}}\n" + "#" * 20 + "\n")
+    assert [r.name for r in load_rules_dir(str(tmp_path), warnings)] == ["a", "b", "c"]
+    assert warnings == [
+        f"custom: rule file skipped: {tmp_path}/d.yaml: over the 100 bytes allowed for all "
+        "rule files together"
+    ]

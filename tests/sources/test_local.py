@@ -339,3 +339,18 @@ def test_hostfs_reads_never_block_on_a_fifo(tmp_path: Path) -> None:
     start = time.monotonic()
     assert host.read_bytes("sys/attr") in (None, b"")
     assert time.monotonic() - start < 1.0
+
+
+def test_feature_files_past_the_total_budget_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nfd.sources.local as local
+
+    monkeypatch.setattr(local, "MAX_TOTAL_SIZE", 100)
+    for index in range(5):
+        (tmp_path / f"f{index}").write_text(f"k{index}={'x' * 40}\n")
+    parsed = read_feature_files(str(tmp_path), NOW)
+    assert sorted(parsed.labels) == ["k0", "k1", "k2"]  # 3 x 44 bytes: over 100 after f2
+    assert parsed.warnings == [
+        f"{tmp_path}: over 100 bytes of feature files in all, 2 entries from f3 on skipped"
+    ]
