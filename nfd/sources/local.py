@@ -301,16 +301,17 @@ def run_hook(path: str, timeout: float, output_limit: int) -> HookResult:
     process the hook leaves behind, including ones that left its session.
     """
     result = HookResult(path, None)
+    hook = os.path.abspath(path)
     status_read, status_write = os.pipe()
+    command = [sys.executable, "-I", "-S", SUPERVISOR, str(status_write), hook, HOOK_PATH]
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", SUPERVISOR, str(status_write), os.path.abspath(path)]
-            + [HOOK_PATH],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={"PATH": HOOK_PATH},
-            cwd=os.path.dirname(os.path.abspath(path)),
+            cwd=os.path.dirname(hook),
             start_new_session=True,
             close_fds=True,
             pass_fds=(status_write,),
