@@ -10,16 +10,19 @@ is a complete picture of a host.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 
-from nfd.log import get_logger
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 # Sysfs attributes are tiny; this cap keeps a hostile or odd file (a symlink
 # to /dev/zero, a huge blob) from costing memory or time.
 DEFAULT_READ_LIMIT = 1 << 20
 READ_CHUNK = 64 * 1024
+# Opening never blocks (a FIFO without a writer) and never makes a terminal ours.
+OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -57,7 +60,7 @@ class HostFS:
         """Return at most ``limit`` bytes of a file, or None if it can't be read."""
         path = self.path(rel)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, OPEN_FLAGS)
         except (OSError, ValueError) as err:  # ValueError: a NUL in a host-supplied name
             log.debug("cannot read %s: %s", path, err)
             return None
@@ -113,3 +116,88 @@ class HostFS:
             return os.readlink(self.path(rel))
         except (OSError, ValueError):
             return None
+
+
+# -- files an admin puts in a directory (features.d, custom.d, source.d) -------------
+
+
+class FileRefused(ValueError):
+    """A file that is not read; ``reason`` says why, ``path`` names it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _os_reason(err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    if err.errno == errno.ENOENT:
+        return "does not exist (a dangling symlink?)"
+    return err.strerror or str(err)
+
+
+def _check_regular(path: str, st: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise FileRefused(path, f"{_kind(st.st_mode)}, not a regular file")
+    if st.st_size > limit:
+        raise FileRefused(path, f"{st.st_size} bytes is over the {limit} byte limit")
+
+
+def stat_regular_file(path: str, limit: int) -> os.stat_result:
+    """``os.stat`` of a regular file of at most ``limit`` bytes, or FileRefused.
+
+    Nothing is opened: opening some devices has effects (a watchdog starts).
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as err:
+        reason = _os_reason(err) if isinstance(err, OSError) else "invalid file name"
+        raise FileRefused(path, reason) from None
+    _check_regular(path, st, limit)
+    return st
+
+
+def read_regular_file(path: str, limit: int) -> bytes:
+    """The whole content of a regular file of at most ``limit`` bytes, or FileRefused.
+
+    The size is checked before anything is read (a 1 GB sparse file costs one stat),
+    opening never blocks, and at most ``limit + 1`` bytes are read, so a file that
+    grows while it is read is refused rather than followed.
+    """
+    stat_regular_file(path, limit)  # devices and FIFOs are refused before any open
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as err:
+        raise FileRefused(path, f"cannot open: {_os_reason(err)}") from None
+    try:
+        _check_regular(path, os.fstat(fd), limit)  # replaced since the stat
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(limit + 1 - size, READ_CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise FileRefused(path, f"cannot read: {_os_reason(err)}") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise FileRefused(path, f"over the {limit} byte limit when read (the file is growing)")
+    return b"".join(chunks)

@@ -18,58 +18,63 @@ The rules directory (default ``/etc/kubernetes/node-feature-discovery/custom.d``
 is a container path, not under the host prefix, as upstream mounts it. Its
 files and the files of its first-level sub-directories are read in name
 order; dot-files are skipped. The legacy ``matchOn`` format is accepted in
-both places.
+both places. A file that is not a regular file of at most 1 MiB (a FIFO, a
+device, a symlink loop, a huge file) is refused by its size and kind before
+anything is read or parsed, with a warning naming it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-# collections.abc re-exports these; importing it loads the collections package (start-up).
-from _collections_abc import Mapping
-
-from nfd.log import get_logger
+from nfd.hostfs import FileRefused, read_regular_file, stat_regular_file
 from nfd.rules import Rule, RuleError, execute_rules, load_rules, static_rules
 from nfd.sources import Source, SourceContext
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from nfd.features import Features
 
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 DEFAULT_RULES_DIR = "/etc/kubernetes/node-feature-discovery/custom.d"
 MAX_RULE_FILE_SIZE = 1 << 20
+# All rule files together: what the rules directory may cost in parsing and memory.
+MAX_RULES_DIR_SIZE = 16 << 20
+
+
+def _visible(directory: str) -> list[str]:
+    return [
+        os.path.join(directory, name)
+        for name in sorted(os.listdir(directory))
+        if not name.startswith(".")
+    ]
 
 
 def rule_files(directory: str) -> list[str]:
-    """Files of ``directory`` and of its first-level sub-directories, dot-files skipped."""
+    """Entries of ``directory`` and of its first-level sub-directories, dot-files and
+    deeper directories left out. Entries that are not regular files are kept, so that
+    loading them names them and says why they are refused."""
     files: list[str] = []
     try:
-        entries = sorted(os.listdir(directory))
+        entries = _visible(directory)
     except FileNotFoundError:
         return []
     except OSError as err:
         log.warning("custom: cannot list %s: %s", directory, err.strerror)
         return []
-    for name in entries:
-        if name.startswith("."):
-            continue
-        path = os.path.join(directory, name)
-        if os.path.isdir(path):
-            try:
-                subs = sorted(os.listdir(path))
-            except OSError:
-                continue
-            files.extend(
-                os.path.join(path, s)
-                for s in subs
-                if not s.startswith(".") and os.path.isfile(os.path.join(path, s))
-            )
-        elif os.path.isfile(path):
+    for path in entries:
+        if not os.path.isdir(path):
             files.append(path)
+            continue
+        try:
+            subs = _visible(path)
+        except OSError as err:
+            log.warning("custom: cannot list %s: %s", path, err.strerror)
+            continue
+        files.extend(sub for sub in subs if not os.path.isdir(sub))
     return files
 
 
@@ -78,35 +83,38 @@ def rule_files(directory: str) -> list[str]:
 _FILE_CACHE: dict[str, tuple[tuple[int, int], list[Rule]]] = {}
 
 
-def _load_file(path: str) -> list[Rule]:
-    stat = os.stat(path)
+def _load_file(path: str, budget: int) -> tuple[list[Rule], int]:
+    """The rules of one file and its size; FileRefused or RuleError naming it.
+
+    ``budget`` is what is left of MAX_RULES_DIR_SIZE.
+    """
+    stat = stat_regular_file(path, MAX_RULE_FILE_SIZE)  # size and kind, before parsing
+    if stat.st_size > budget:
+        raise FileRefused(
+            path, f"over the {MAX_RULES_DIR_SIZE} bytes allowed for all rule files together"
+        )
     key = (stat.st_mtime_ns, stat.st_size)
     cached = _FILE_CACHE.get(path)
     if cached is not None and cached[0] == key:
-        return cached[1]
-    if stat.st_size > MAX_RULE_FILE_SIZE:
-        raise RuleError(f"{path}: larger than {MAX_RULE_FILE_SIZE} bytes")
-    with open(path, "rb") as f:
-        data = f.read()
+        return cached[1], stat.st_size
+    data = read_regular_file(path, MAX_RULE_FILE_SIZE)
     rules = load_rules(data, path, worker=True)
     if len(_FILE_CACHE) > 1024:
         _FILE_CACHE.clear()
     _FILE_CACHE[path] = (key, rules)
-    return rules
+    return rules, stat.st_size
 
 
 def load_rules_dir(directory: str, warnings: list[str] | None = None) -> list[Rule]:
     rules: list[Rule] = []
+    budget = MAX_RULES_DIR_SIZE
     for path in rule_files(directory):
         try:
-            rules.extend(_load_file(path))
-        except RuleError as err:
+            loaded, size = _load_file(path, budget)
+            rules.extend(loaded)
+            budget -= size
+        except (RuleError, FileRefused) as err:
             message = f"custom: rule file skipped: {err}"
-            log.warning("%s", message)
-            if warnings is not None:
-                warnings.append(message)
-        except OSError as err:
-            message = f"custom: {path}: cannot read: {err.strerror}"
             log.warning("%s", message)
             if warnings is not None:
                 warnings.append(message)
@@ -157,6 +165,10 @@ class CustomSource(Source):
         config = ctx.config if isinstance(ctx.config, Mapping) else {"rules": ctx.config}
         all_features = ctx.features if not ctx.features.is_empty() else features
         output = execute_rules(self.all_rules(config), all_features, resolve_dynamic=False)
+        # A rule that failed (a bad template, an exhausted budget) is skipped; the
+        # others' labels stand.
+        for error in output.errors:
+            log.warning("custom: rule skipped: %s", error)
         return output.labels
 
 

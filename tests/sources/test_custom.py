@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nfd.features import Features
 from nfd.hostfs import HostFS
@@ -136,3 +143,114 @@ def test_changed_rule_files_are_reread(tmp_path: Path) -> None:
     assert [r.name for r in load_rules_dir(str(tmp_path))] == ["second"]
     path.unlink()
     assert load_rules_dir(str(tmp_path)) == []
+
+
+KERNEL_FEATURE = {"feature": "kernel.version", "matchExpressions": {"major": {"op": "Exists"}}}
+KERNEL_MATCH = "matchFeatures: [{feature: kernel.version, matchExpressions: {major: {op: Exists}}}]"
+
+
+def test_a_failing_rule_is_logged_and_costs_only_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "- {name: before, labels: {before: '1'}}\n"
+        f"- {{name: broken, labelsTemplate: '{{{{ fail \"boom\" }}}}', {KERNEL_MATCH}}}\n"
+        "- {name: after, labels: {after: '1'}}\n"
+    )
+    ctx = SourceContext(HostFS("/"), {"rules": [], "rulesDir": str(tmp_path)})
+    with caplog.at_level(logging.WARNING, logger="nfd.sources.custom"):
+        labels = SOURCE.labels(host_features(), ctx)
+    assert labels["before"] == "1" and labels["after"] == "1"
+    lines = [r.getMessage() for r in caplog.records if r.name == "nfd.sources.custom"]
+    assert len(lines) == 1
+    assert lines[0].startswith("custom: rule skipped: ") and "'broken'" in lines[0]
+    assert "boom" in lines[0]
+
+
+def test_rule_files_that_are_not_small_regular_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("- {name: a, labels: {a: '1'}}\n")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    os.symlink("loop.yaml", tmp_path / "loop.yaml")
+    os.symlink("/proc/self/mem", tmp_path / "mem.yaml")  # opens, but reading fails
+    with open(tmp_path / "huge.yaml", "wb") as f:
+        f.truncate(50 << 20)  # refused by its size: nothing is read or parsed
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("- {name: b, labels: {b: '1'}}\n")
+    (tmp_path / "sub" / "dir.yaml").mkdir()  # a second-level directory is not descended
+    warnings: list[str] = []
+    rules = load_rules_dir(str(tmp_path), warnings)
+    assert [r.name for r in rules] == ["a", "b"]
+    prefix = f"custom: rule file skipped: {tmp_path}"
+    assert sorted(warnings) == [
+        f"{prefix}/fifo.yaml: a FIFO, not a regular file",
+        f"{prefix}/huge.yaml: {50 << 20} bytes is over the 1048576 byte limit",
+        f"{prefix}/loop.yaml: symlink loop (too many levels of symbolic links)",
+        f"{prefix}/mem.yaml: cannot read: Input/output error",
+    ]
+
+
+# 41 templates, each calling the one below twice: 2^40 calls that emit nothing.
+FAN_OUT = (
+    '{{define "t0"}}{{end}}'
+    + "".join(
+        f'{{{{define "t{i}"}}}}{{{{template "t{i - 1}"}}}}{{{{template "t{i - 1}"}}}}{{{{end}}}}'
+        for i in range(1, 41)
+    )
+    + '{{template "t40"}}'
+)
+
+
+def test_never_ending_template_in_custom_d_is_stopped_by_the_engine_budget(
+    tmp_path: Path,
+) -> None:
+    """Needs the rules engine's default execution budget (the rules branch): without it
+    the rule runs for ever, and the child below is killed at the timeout."""
+    rules = [
+        {"name": "before", "labels": {"before": "1"}},
+        {"name": "fan-out", "labelsTemplate": FAN_OUT, "matchFeatures": [KERNEL_FEATURE]},
+        {"name": "after", "labels": {"after": "1"}},
+    ]
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(rules))
+    script = textwrap.dedent(
+        f"""
+        import json
+        import logging
+        from nfd.features import Features
+        from nfd.hostfs import HostFS
+        from nfd.sources import SourceContext
+        from nfd.sources.custom import SOURCE
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        features = Features()
+        features.add_attributes("kernel.version", {{"major": "6"}})
+        ctx = SourceContext(HostFS("/"), {{"rules": [], "rulesDir": {str(tmp_path)!r}}})
+        print(json.dumps(SOURCE.labels(features, ctx)))
+        """
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the fan-out template ran for 30s: no execution budget in the engine")
+    assert done.returncode == 0, done.stderr
+    labels = json.loads(done.stdout)
+    assert "before" in labels and "after" in labels
+    assert "custom: rule skipped:" in done.stderr and "'fan-out'" in done.stderr
+
+
+def test_rule_files_past_the_directory_budget_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nfd.sources.custom as custom
+
+    monkeypatch.setattr(custom, "MAX_RULES_DIR_SIZE", 100)
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.yaml").write_text(f"- {{name: {name}, labels: {{{name}: '1'}}}}\n")
+    warnings: list[str] = []
+    # Each file is 30 bytes: a, b and c fit in 100; a fourth, bigger one does not.
+    (tmp_path / "d.yaml").write_text("- {name: d, labels: {d: '1'}}\n" + "#" * 20 + "\n")
+    assert [r.name for r in load_rules_dir(str(tmp_path), warnings)] == ["a", "b", "c"]
+    assert warnings == [
+        f"custom: rule file skipped: {tmp_path}/d.yaml: over the 100 bytes allowed for all "
+        "rule files together"
+    ]

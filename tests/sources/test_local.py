@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,6 +128,39 @@ def test_files_order_hidden_and_limits(tmp_path: Path) -> None:
     assert read_feature_files(str(tmp_path / "missing"), NOW).labels == {}
 
 
+def test_entries_that_are_not_small_regular_files_are_named_and_skipped(tmp_path: Path) -> None:
+    (tmp_path / "zz-good").write_text("good=1\n")
+    os.mkfifo(tmp_path / "fifo")  # an open without O_NONBLOCK would block for ever
+    (tmp_path / "dir.conf").mkdir()
+    os.symlink("loop-b", tmp_path / "loop-a")
+    os.symlink("loop-a", tmp_path / "loop-b")
+    os.symlink("/dev/zero", tmp_path / "zero")
+    with open(tmp_path / "sparse", "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB that costs no disk: refused by its size alone
+    parsed = read_feature_files(str(tmp_path), NOW)
+    assert parsed.labels == {"good": "1"}
+    by_name = {Path(w.split(":")[0]).name: w for w in parsed.warnings}
+    assert by_name.keys() == {"fifo", "dir.conf", "loop-a", "loop-b", "zero", "sparse"}
+    assert "a FIFO, not a regular file, file skipped" in by_name["fifo"]
+    assert "a directory, not a regular file" in by_name["dir.conf"]
+    assert "symlink loop" in by_name["loop-a"]
+    assert "a character device" in by_name["zero"]
+    assert f"{1 << 30} bytes is over the 65536 byte limit, file skipped" in by_name["sparse"]
+
+
+def test_file_longer_than_its_size_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    # procfs files report size 0 and go on and on, like a file that grows while read.
+    if not os.access("/proc/kallsyms", os.R_OK):
+        pytest.skip("needs a readable /proc/kallsyms")
+    os.symlink("/proc/kallsyms", tmp_path / "kallsyms")
+    parsed = read_feature_files(str(tmp_path), NOW)
+    assert parsed.labels == {}
+    assert parsed.warnings == [
+        f"{tmp_path}/kallsyms: over the 65536 byte limit when read (the file is growing), "
+        "file skipped"
+    ]
+
+
 # -- hooks -------------------------------------------------------------------
 
 
@@ -194,6 +229,81 @@ def test_failing_hook_keeps_other_hooks(tmp_path: Path) -> None:
     assert "hook d-garbage:1: empty feature name" in warnings
 
 
+def test_hook_leftovers_are_killed_even_after_setsid(tmp_path: Path) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    hook(
+        tmp_path,
+        "daemon",
+        f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 300' </dev/null >/dev/null 2>&1 &\n"
+        f"while [ ! -s {pidfile} ]; do sleep 0.02; done\necho daemon=1\n",
+    )
+    parsed = run_hooks(str(tmp_path), 5, 65536, NOW)
+    assert parsed.labels == {"daemon": "1"}  # the hook itself succeeded
+    assert parsed.warnings == ["hook daemon: 1 process(es) it left running were killed"]
+    assert not Path(f"/proc/{int(pidfile.read_text())}").exists()
+
+
+def test_hook_that_closes_stdout_and_stays_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    hook(
+        tmp_path,
+        "closes",
+        f"echo lost=1\nexec >&- 2>&-\nsleep 300 &\necho $! > {pidfile}\nexec sleep 300\n",
+    )
+    start = time.monotonic()
+    parsed = run_hooks(str(tmp_path), 1.0, 65536, NOW)
+    assert time.monotonic() - start < 1.0 + 2.0
+    assert parsed.labels == {}
+    assert "hook closes: killed after 1s timeout" in parsed.warnings[0]
+    if pidfile.exists():  # a loaded machine may kill the hook before it got that far
+        assert not Path(f"/proc/{int(pidfile.read_text())}").exists()
+
+
+def test_hook_writing_stderr_without_end_is_cut_off(tmp_path: Path) -> None:
+    hook(tmp_path, "noisy", "echo lost=1\nexec yes noise >&2\n")
+    hook(tmp_path, "ok", "echo some stderr >&2\necho fine=1\n")
+    start = time.monotonic()
+    parsed = run_hooks(str(tmp_path), 10.0, 65536, NOW)
+    assert time.monotonic() - start < 5  # cut at the cap, not at the timeout
+    assert parsed.labels == {"fine": "1"}
+    assert parsed.warnings == ["hook noisy: stderr over 1048576 bytes, killed, output discarded"]
+
+
+def test_all_hooks_together_stay_within_the_total_timeout(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        hook(tmp_path, name, f"echo {name}=1\nexec sleep 300\n")
+    hook(tmp_path, "d", "echo d=1\n")
+    start = time.monotonic()
+    parsed = run_hooks(str(tmp_path), 1.0, 65536, NOW, total_timeout=1.5)
+    assert time.monotonic() - start < 1.5 + 1.5
+    assert parsed.labels == {}
+    warnings = "\n".join(parsed.warnings)
+    assert "hook a: killed after 1s timeout" in warnings
+    # b gets what a left of the 1.5s (about 0.5s; less on a loaded machine).
+    assert re.search(
+        r"hook b: killed after 0\.[0-9]s, what was left of hooksTotalTimeout 1\.5s", warnings
+    )
+    for name in ("c", "d"):
+        assert f"hook {name}: not run, all hooks together used up their 1.5s" in warnings
+
+
+def test_hook_entries_that_are_not_regular_files(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    os.symlink("loop", tmp_path / "loop")
+    (tmp_path / "noshebang").write_bytes(b"\x7fELF-not-really")
+    (tmp_path / "noshebang").chmod(0o755)
+    hook(tmp_path, "ok", "echo fine=1\n")
+    parsed = run_hooks(str(tmp_path), 5, 65536, NOW)
+    assert parsed.labels == {"fine": "1"}
+    assert parsed.warnings == [
+        "hook dir: a directory, not a regular file, skipped",
+        "hook fifo: a FIFO, not a regular file, skipped",
+        "hook loop: symlink loop (too many levels of symbolic links), skipped",
+        "hook noshebang: cannot execute: Exec format error",
+    ]
+
+
 def test_hooks_override_files_and_can_be_disabled(tmp_path: Path) -> None:
     files, hooks = tmp_path / "features.d", tmp_path / "source.d"
     files.mkdir()
@@ -212,6 +322,7 @@ def test_default_config_is_upstream_paths() -> None:
     assert config["featuresDir"] == "/etc/kubernetes/node-feature-discovery/features.d"
     assert config["hooksDir"] == "/etc/kubernetes/node-feature-discovery/source.d"
     assert config["hooksEnabled"] is True and config["hookTimeout"] == "10s"
+    assert config["hooksTotalTimeout"] == "30s"
 
 
 @settings(max_examples=300, deadline=None)
@@ -219,3 +330,28 @@ def test_default_config_is_upstream_paths() -> None:
 def test_feature_file_bytes_never_raise(data: bytes) -> None:
     parsed = parse_feature_text(data.decode("utf-8", "replace"), "prop", NOW)
     assert "" not in parsed.labels
+
+
+def test_hostfs_reads_never_block_on_a_fifo(tmp_path: Path) -> None:
+    # A captured or hostile host tree may hold FIFOs where sysfs has attributes.
+    (tmp_path / "sys").mkdir()
+    os.mkfifo(tmp_path / "sys" / "attr")
+    host = HostFS(str(tmp_path))
+    start = time.monotonic()
+    assert host.read_bytes("sys/attr") in (None, b"")
+    assert time.monotonic() - start < 1.0
+
+
+def test_feature_files_past_the_total_budget_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nfd.sources.local as local
+
+    monkeypatch.setattr(local, "MAX_TOTAL_SIZE", 100)
+    for index in range(5):
+        (tmp_path / f"f{index}").write_text(f"k{index}={'x' * 40}\n")
+    parsed = read_feature_files(str(tmp_path), NOW)
+    assert sorted(parsed.labels) == ["k0", "k1", "k2"]  # 3 x 44 bytes: over 100 after f2
+    assert parsed.warnings == [
+        f"{tmp_path}: over 100 bytes of feature files in all, 2 entries from f3 on skipped"
+    ]
