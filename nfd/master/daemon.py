@@ -142,12 +142,18 @@ def _serve(
         elector.start()
 
     started = threading.Event()
+    grpc_server: list[GrpcServer] = []
+
+    def health() -> str | None:
+        return grpc_server[0].health_problem() if grpc_server else None
+
     http = serve_http(
         args.metrics,
         metrics.registry,
         lambda: (
             started.is_set() and (watcher is None or watcher.synced.is_set()) and master.serving()
         ),
+        health=health,
     )
 
     async def serve() -> None:
@@ -169,6 +175,7 @@ def _serve(
             log.error("cannot start the gRPC server on port %d: %s", args.port, err)
             exit_code[0] = 2
             return
+        grpc_server.append(server)
         started.set()
         log.info(
             "nfd-master %s serving gRPC on port %d (%s), metrics on %d%s",
