@@ -55,19 +55,23 @@ def _peer_names(context: Any) -> tuple[list[str], list[str]]:
     return common, alternative
 
 
-# A DNS name in a certificate that may carry a wildcard (Go's validHostnamePattern):
-# labels of letters, digits, '_' and non-leading '-'; '*' only as the whole first label.
+# Host names and certificate name patterns as Go's x509 validHostname: labels of
+# letters, digits, '_' and non-leading '-'; in a pattern '*' may be the whole first label.
 _LABEL = r"[A-Za-z0-9_][-A-Za-z0-9_]*"
 _DNS_PATTERN = re.compile(rf"(\*|{_LABEL})(\.{_LABEL})*")
+_DNS_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 
 
 def dns_name_matches(pattern: str, host: str) -> bool:
     """Whether a certificate's DNS name covers ``host``, as Go's x509 VerifyHostname
-    decides: a leading ``*`` label stands for exactly one label of the host (so
-    ``*.pool.example.com`` covers ``a.pool.example.com``, never ``a.b.pool.example.com``
-    nor a name with '/'); other names match exactly, case-insensitively."""
+    decides: between valid host names, a leading ``*`` label stands for exactly one
+    label of the host (``*.pool.example.com`` covers ``a.pool.example.com``, never
+    ``a.b.pool.example.com`` nor a name with '/'); anything else matches only exactly,
+    ignoring case."""
     pattern, host = pattern.lower(), host.lower()
-    if pattern == "*" or not _DNS_PATTERN.fullmatch(pattern):
+    if not pattern or not host:
+        return False
+    if pattern == "*" or not _DNS_PATTERN.fullmatch(pattern) or not _DNS_NAME.fullmatch(host):
         return pattern == host
     pattern_labels, host_labels = pattern.split("."), host.split(".")
     if len(pattern_labels) != len(host_labels):
