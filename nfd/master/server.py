@@ -343,14 +343,14 @@ def server_credentials(files: TLSFiles) -> Any:
 
 # Connection hygiene, all grpc core channel arguments. A connection must finish its
 # TLS/HTTP/2 handshake (the client's SETTINGS frame included) in 10 s; one without any
-# call for 5 min is closed (an upstream unary worker calls every minute); the server
+# call for 2 min is closed (an upstream unary worker calls every minute); the server
 # pings every 60 s to find dead peers; a client pinging more often than every 5 s is
 # sent away after 2 strikes; one connection carries at most 16 calls at a time.
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.server_handshake_timeout_ms", 10_000),
-    ("grpc.max_connection_idle_ms", 300_000),
+    ("grpc.max_connection_idle_ms", 120_000),
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.keepalive_permit_without_calls", 1),
