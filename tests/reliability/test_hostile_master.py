@@ -14,10 +14,16 @@ import grpc
 import psutil
 import pytest
 
-from nfd._proto import labeler_pb2, labeler_pb2_grpc
+from nfd._proto import health_pb2, health_pb2_grpc, labeler_pb2, labeler_pb2_grpc
 from nfd.features import Features
 from nfd.worker.publish import Publisher, PublishError
-from tests.e2e.master_harness import Harness, Proc, metric_value, metrics_text
+from tests.e2e.master_harness import (
+    Harness,
+    Proc,
+    install_nfr_crd,
+    metric_value,
+    metrics_text,
+)
 from tests.kube.controlplane import ControlPlane, wait_until
 from tests.master.certs import CA
 from tests.reliability.cluster import FNK, NodeWatch, delete_nodes, register_nodes
@@ -561,3 +567,78 @@ def test_wildcard_certificate_covers_exactly_one_label(
         record.survived = len(outcomes)
     finally:
         delete_nodes(plane, [own])
+
+
+def never_ending_template(depth: int = 40) -> str:
+    """2**depth nested template calls that emit nothing (2.4 KB; the CRD schema admits it)."""
+    calls = "".join(
+        f'{{{{define "t{i}"}}}}{{{{template "t{i - 1}"}}}}{{{{template "t{i - 1}"}}}}{{{{end}}}}'
+        for i in range(1, depth + 1)
+    )
+    return f'{{{{define "t0"}}}}{{{{end}}}}{calls}{{{{template "t{depth}"}}}}'
+
+
+def test_never_ending_rule_costs_only_its_node(
+    harness: Harness, nodes: tuple[list[str], NodeWatch], plane: ControlPlane, record: Record
+) -> None:
+    record.category, record.title = (
+        "hostile",
+        "A NodeFeatureRule whose labelsTemplate never ends (2^40 nested template calls) for "
+        "one node, while another node publishes and the probes are asked",
+    )
+    (victim, other), watch = nodes
+    install_nfr_crd(plane)
+    name = f"rel-forever-{secrets.token_hex(2)}"
+    rule = nfr(name, [templated("forever", never_ending_template())])
+    import json
+
+    plane.kubectl("create", "-f", "-", input=json.dumps(rule), check=True)
+    try:
+        master, port = harness.master()
+        address = f"127.0.0.1:{port}"
+        matching = Features()
+        matching.add_attributes("local.label", {"x": "a"})
+        victim_outcome = "acknowledged"
+        try:
+            Publisher(address, victim).publish_once({"rel-victim": "1"}, matching, timeout=5)
+        except PublishError as err:  # stuck while the engine has no total budget
+            victim_outcome = str(err).split(": ", 1)[-1]
+        latencies = []
+        for i in range(10):
+            began = time.monotonic()
+            Publisher(address, other).publish_once({"rel-other": str(i)}, Features(), timeout=10)
+            latencies.append(time.monotonic() - began)
+        watch.wait_all([other], lambda n, lb: f"{FNK}/rel-other" in lb, 30, "the other node")
+        with grpc.insecure_channel(address) as ch:
+            health = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert _healthz(master) == 200
+        began = time.monotonic()
+        code = master.stop()
+        stop_s = time.monotonic() - began
+        record.bound_s = 2.0
+        record.measure("other_publish_max_s", round(max(latencies), 3))
+        record.measure("sigterm_exit_s", round(stop_s, 2))
+        record.notes = (
+            f"victim node: {victim_outcome}; other node served (max {max(latencies):.2f} s), "
+            f"gRPC health SERVING, /healthz 200; SIGTERM: exit {code} after {stop_s:.1f} s"
+        )
+        assert max(latencies) < 2.0, latencies
+        assert stop_s < 8, stop_s
+        record.survived = 1
+    finally:
+        plane.kubectl("delete", "nodefeaturerules", "--all", "--wait=false")
+
+
+def _healthz(proc: Proc) -> int:
+    import urllib.error
+    import urllib.request
+
+    port = proc.metrics_port  # type: ignore[attr-defined]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as err:
+        return err.code
