@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from nfd._proto import (
     health_pb2,
@@ -23,6 +26,7 @@ from nfd.master.core import InvalidUpdate
 from nfd.master.guards import CallLimits
 from nfd.master.policy import PolicyConfig
 from nfd.master.server import TLSFiles, dns_name_matches
+from nfd.metrics_http import serve_http
 from nfd.wire import MAX_LABELS, features_to_proto
 from tests.master.certs import CA
 from tests.master.conftest import RunningMaster, start_master
@@ -546,3 +550,44 @@ def test_open_calls_capped_per_peer_and_overall() -> None:
     assert limits.enter("ipv4:10.0.0.1:1") is None
     assert limits.enter("ipv6:[::1]:2") is None
     assert limits.enter("ipv4:10.0.0.2:3") == "the master holds its limit of 2 open calls"
+
+
+def test_clients_pinging_too_often_are_sent_away(running_master: RunningMaster) -> None:
+    # Keepalive enforcement: pings more often than every 5 s cost strikes; after two
+    # the master sends GOAWAY (too_many_pings) instead of answering pings for ever.
+    options = [
+        ("grpc.keepalive_time_ms", 200),
+        ("grpc.keepalive_timeout_ms", 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    done = threading.Event()
+
+    def msgs():  # type: ignore[no-untyped-def]
+        yield nfdstream_pb2.WorkerMessage(update=nfdstream_pb2.Update(seq=1, node_name="pinger"))
+        done.wait(20)
+
+    with grpc.insecure_channel(running_master.address, options=options) as ch:
+        with pytest.raises(grpc.RpcError) as info:
+            list(nfdstream_pb2_grpc.FeatureStreamStub(ch).Connect(msgs(), timeout=20))
+    done.set()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "too many pings" in (info.value.details() or "").lower()
+
+
+def test_healthz_answers_503_with_the_reason() -> None:
+    problem: list[str] = []
+    http = serve_http(
+        0, CollectorRegistry(), host="127.0.0.1", health=lambda: next(iter(problem), None)
+    )
+    url = f"http://127.0.0.1:{http.server_address[1]}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert (r.status, r.read()) == (200, b"ok\n")
+        problem.append("the gRPC serving loop has not run for 12 s")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url, timeout=5)
+        assert info.value.code == 503
+        assert info.value.read() == b"unhealthy: the gRPC serving loop has not run for 12 s\n"
+    finally:
+        http.shutdown()
