@@ -22,6 +22,7 @@ from typing import Any
 from nfd import __version__
 from nfd.master.config import ConfigReloader, ConfigWatcher, MasterConfig
 from nfd.master.core import Master, WorkItem
+from nfd.master.guards import in_daemon_thread
 from nfd.master.metrics import MasterMetrics
 from nfd.master.policy import PolicyConfig
 from nfd.master.process import ProcessGuard, raise_open_files_limit
@@ -190,7 +191,7 @@ def _serve(
             while args.resync_period > 0:
                 await asyncio.sleep(args.resync_period)
                 log.info("periodic resync")
-                await loop.run_in_executor(None, master.resync)
+                await in_daemon_thread(master.resync, "nfd-resync")
                 await server.stream.request_resync("periodic resync")
 
         task = asyncio.create_task(resync())

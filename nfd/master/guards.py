@@ -124,6 +124,26 @@ def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None)
         done.set_result(result)
 
 
+async def in_daemon_thread(fn: Callable[[], T], name: str) -> T:
+    """``fn()`` on a new daemon thread: like ``asyncio.to_thread``, but a call that never
+    returns (a rule without end) cannot hold the process at exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def call() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (fn(), None)
+        except BaseException as err:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome = (None, err)
+        try:
+            loop.call_soon_threadsafe(_settle, done, *outcome)
+        except RuntimeError:  # the loop is closed
+            pass
+
+    threading.Thread(target=call, name=name, daemon=True).start()
+    return await done
+
+
 def peer_address(peer: str) -> str:
     """The address part of grpc's peer string ("ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7")."""
     if peer.startswith(("ipv4:", "ipv6:")):

@@ -31,6 +31,7 @@ from nfd.master.guards import (
     CallLimits,
     LoopHeartbeat,
     UpdateRunner,
+    in_daemon_thread,
 )
 from nfd.master.process import release_free_memory
 from nfd.wire import MAX_LABELS, MAX_MESSAGE_BYTES, parse_set_labels_request
@@ -450,10 +451,9 @@ class GrpcServer:
         ]
 
     async def _release_memory(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(MEMORY_RELEASE_INTERVAL_S)
-            await loop.run_in_executor(None, release_free_memory)
+            await in_daemon_thread(release_free_memory, "nfd-malloc-trim")
 
     async def stop(self, grace: float = 1.0) -> None:
         self.health.serving = False

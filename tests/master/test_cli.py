@@ -56,11 +56,19 @@ def test_bad_flags_exit_2_with_a_clear_message(
     assert message in caplog.text
 
 
-def _start(tmp_path: Path, preexec: Any = None) -> tuple[subprocess.Popen[bytes], int]:
+def _start(
+    tmp_path: Path, preexec: Any = None, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], int]:
     port, metrics = free_port(), free_port()
     log = open(tmp_path / "master.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [str(BIN / "nfd-master"), "--no-publish", f"--port={port}", f"--metrics={metrics}"],
+        [
+            str(BIN / "nfd-master"),
+            "--no-publish",
+            f"--port={port}",
+            f"--metrics={metrics}",
+            *extra,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         preexec_fn=preexec,
@@ -110,3 +118,15 @@ def test_open_files_soft_limit_raised_to_hard(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_periodic_resync_runs_and_the_master_still_stops(tmp_path: Path) -> None:
+    proc, _ = _start(tmp_path, extra=("--resync-period=1s",))
+    try:
+        log = tmp_path / "master.log"
+        wait_until(lambda: log.read_text().count("periodic resync") >= 2, 10, "two resyncs")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
