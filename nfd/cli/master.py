@@ -14,6 +14,7 @@ import sys
 
 from nfd import __version__
 from nfd.durations import parse_duration
+from nfd.master import daemon
 from nfd.master.config import (
     DEFAULT_MASTER_CONFIG_PATH,
     apply_to_args,
@@ -178,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     tls = TLSFiles(args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
-
-    from nfd.master.daemon import run
-
-    return run(args, policy, running, explicit, tls)
+    return daemon.run(args, policy, running, explicit, tls)
 
 
 def console_main() -> None:
