@@ -7,13 +7,15 @@ gRPC on loopback (no Kubernetes: --no-publish):
   still ends the process within its grace, also as PID 1 of a PID namespace;
 - floods of silent streams, half-open handshakes and idle HTTP/2 connections
   (2,000 each, from 127.0.0.1, bounded in time) while a legitimate worker on ::1
-  publishes: its latency, the master's RSS and descriptors before, during, after.
+  publishes: its latency, the master's RSS and descriptors before, during, after;
+- a master with few descriptors: the connection cap keeps it alive and healthy.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -22,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +85,12 @@ class Master:
             self.popen.wait(10)
 
 
-def start_master(tmp: Path, env: dict[str, str] | None = None, wrap: Sequence[str] = ()) -> Master:
+def start_master(
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
+    preexec: Callable[[], None] | None = None,
+) -> Master:
     """nfd-master --no-publish; with ``env``, under the test hooks of hooked_master."""
     port, metrics = free_port(), free_port()
     flags = ["--no-publish", f"--port={port}", f"--metrics={metrics}", "--resync-period=0"]
@@ -99,6 +106,7 @@ def start_master(tmp: Path, env: dict[str, str] | None = None, wrap: Sequence[st
             stderr=subprocess.STDOUT,
             cwd=REPO,
             env={**os.environ, **(env or {})},
+            preexec_fn=preexec,
         )
     m = Master(popen, log, port, metrics)
     try:
@@ -374,3 +382,69 @@ def test_flood_while_a_legitimate_worker_publishes(
         assert summary["max_s"] < HANDSHAKE_TIMEOUT_S + 3, summary
     assert m.popen.poll() is None
     record.survived = 1
+
+
+def test_connection_cap_keeps_descriptors_for_the_master(
+    masters: list[Master], tmp_path: Path, record: Record
+) -> None:
+    record.category, record.title = (
+        "hostile",
+        "1,000 half-open TCP connections against a master limited to 768 descriptors",
+    )
+    fd_limit = 768
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
+    m = start_master(tmp_path, preexec=low_limit)
+    masters.append(m)
+    legit = f"[::1]:{m.port}"
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tests" / "reliability" / "flood_client.py"),
+            "tcp",
+            f"--port={m.port}",
+            "--count=1000",
+            "--hold=6",
+        ],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )
+    fds_peak, healthz, refused_during = 0, set(), 0
+    while client.poll() is None:
+        fds_peak = max(fds_peak, m.fds())
+        healthz.add(m.healthz())
+        try:
+            Publisher(legit, "legit").publish_once({"probe": "1"}, Features(), timeout=3)
+        except Exception:  # noqa: BLE001 - counted: the cap is shared by every peer
+            refused_during += 1
+        time.sleep(0.3)
+    summary = json.loads(client.communicate(timeout=30)[0])
+    began = time.monotonic()
+    wait_until(
+        lambda: _publishes(legit), HANDSHAKE_TIMEOUT_S + 5, "a worker served after the flood"
+    )
+    recovered = time.monotonic() - began
+    record.measure("fds_peak", fds_peak)
+    record.measure("legit_refused_during", refused_during)
+    record.measure("served_again_after_s", round(recovered, 2))
+    record.measure("flood", summary)
+    record.notes = (
+        f"descriptors peaked at {fds_peak} of {fd_limit}; /healthz {sorted(healthz)}; the "
+        f"connection cap (limit - 512) is shared by all peers: {refused_during} worker "
+        "publishes refused while it was full"
+    )
+    assert fds_peak < fd_limit, fds_peak
+    assert healthz == {200}, healthz
+    assert summary["closed_by_master"] >= 1000 - (fd_limit - 512), summary
+    assert m.popen.poll() is None
+    record.survived = 1
+
+
+def _publishes(address: str) -> bool:
+    try:
+        Publisher(address, "legit").publish_once({"probe": "2"}, Features(), timeout=3)
+    except Exception:  # noqa: BLE001 - not yet
+        return False
+    return True
