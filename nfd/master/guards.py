@@ -70,9 +70,11 @@ class UpdateRunner:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
 
-        def finished(_: object) -> None:
+        def finished(fut: asyncio.Future[T]) -> None:
             lane.lock.release()
             self._leave(node, lane)
+            if not fut.cancelled():
+                fut.exception()  # retrieved here too: its caller may have gone away
 
         done.add_done_callback(finished)
         self._jobs.put((fn, args, loop, done))

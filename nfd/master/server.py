@@ -1,5 +1,13 @@
 """gRPC server of nfd-master: upstream's Labeler (unary), our FeatureStream
-(bidirectional) and grpc.health.v1.Health, all on one port (``--port``)."""
+(bidirectional) and grpc.health.v1.Health, all on one port (``--port``).
+
+Every call that names a node is checked in this order, each failure ending it:
+the node name (INVALID_ARGUMENT), leadership (UNAVAILABLE), the certificate
+(PERMISSION_DENIED, --verify-node-name), the label count (INVALID_ARGUMENT) and the
+open-call caps (RESOURCE_EXHAUSTED; a stream counts from its opening, so for it they
+come first, with a deadline for its first update). The update itself runs off the
+event loop (nfd.master.guards); connection hygiene is grpc core's (SERVER_OPTIONS).
+"""
 
 from __future__ import annotations
 
