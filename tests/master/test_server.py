@@ -527,16 +527,16 @@ def test_silent_stream_cut_after_the_first_message_deadline() -> None:
         m.stop()
 
 
-def test_open_calls_capped_per_peer_and_overall() -> None:
-    m = start_master(limits=CallLimits(per_peer=3, total=100))
+def test_open_calls_capped_overall() -> None:
+    m = start_master(limits=CallLimits(per_peer=1, total=3))
     try:
         with grpc.insecure_channel(m.address) as ch:
-            held = [_silent_stream(ch) for _ in range(3)]
+            held = [_silent_stream(ch) for _ in range(3)]  # loopback: over the per-peer cap
             wait_for(lambda: m.server.limits.open_calls == 3)
             with pytest.raises(grpc.RpcError) as info:
                 list(_silent_stream(ch))
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "ipv4:127.0.0.1 holds its limit of 3 open calls" in info.value.details()
+            assert info.value.details() == "the master holds its limit of 3 open calls"
             with pytest.raises(grpc.RpcError) as unary:
                 _set(ch, "n1")
             assert unary.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -546,10 +546,21 @@ def test_open_calls_capped_per_peer_and_overall() -> None:
             _set(ch, "n1")  # room again
     finally:
         m.stop()
-    limits = CallLimits(per_peer=10, total=2)
+
+
+def test_open_calls_capped_per_remote_peer() -> None:
+    limits = CallLimits(per_peer=2, total=100)
     assert limits.enter("ipv4:10.0.0.1:1") is None
-    assert limits.enter("ipv6:[::1]:2") is None
-    assert limits.enter("ipv4:10.0.0.2:3") == "the master holds its limit of 2 open calls"
+    assert limits.enter("ipv4:10.0.0.1:2") is None
+    assert limits.enter("ipv4:10.0.0.1:3") == "ipv4:10.0.0.1 holds its limit of 2 open calls"
+    assert limits.enter("ipv6:[fd00::7]:3") is None  # another peer
+    for local in ("ipv4:127.0.0.1:4", "ipv4:127.0.0.6:5", "ipv6:[::1]:6", "unix:/run/x"):
+        for _ in range(3):
+            assert limits.enter(local) is None  # the pod itself (a mesh sidecar): no own cap
+    assert limits.enter("ipv6:[::ffff:127.0.0.1]:7") is None
+    limits.leave("ipv4:10.0.0.1:1")
+    assert limits.enter("ipv4:10.0.0.1:8") is None
+    assert limits.open_calls == 16
 
 
 def test_clients_pinging_too_often_are_sent_away(running_master: RunningMaster) -> None:
