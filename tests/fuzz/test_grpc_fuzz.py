@@ -28,7 +28,7 @@ from nfd._proto import (
     nfdstream_pb2,
     v1alpha1_pb2,
 )
-from nfd.labels import name_errors, value_errors
+from nfd.labels import name_errors, node_name_error, value_errors
 from nfd.master.core import Master, WorkItem
 from nfd.master.policy import PolicyConfig, auto_prefix
 from tests.fuzz.common import FUZZ, count
@@ -179,7 +179,9 @@ def test_structured_requests(
             labeler_pb2_grpc.LabelerStub(channel).SetLabels(request, timeout=5)
         except grpc.RpcError as err:
             _assert_handled(err)
-            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and not node
+            # Only a name that cannot be a Node's is refused, and it is refused first.
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert node_name_error(node) is not None, (node, err.details())
     result = MASTER.handle_update(node or "fuzz", labels, features)
     if not result.unchanged:
         _check_result(labels, result)
