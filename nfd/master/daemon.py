@@ -207,7 +207,6 @@ def _serve(
         config_watch.stop()
     if watcher:
         watcher.stop()
-    guard.stopped()
     return exit_code[0]
 
 
@@ -299,5 +298,4 @@ def _gpu_only(
         parallelism=args.nfd_api_parallelism,
     )
     http.shutdown()
-    guard.stopped()
     return 0

@@ -53,28 +53,25 @@ class ProcessGuard:
             callback()
 
     def request_stop(self) -> None:
-        """Ask for a graceful stop (a signal, or a lost leader lease); thread-safe."""
+        """Ask for a graceful stop (a signal, or a lost leader lease); thread-safe.
+        The watchdog stays armed until the process is gone: interpreter exit counts."""
         with self._lock:
             if self.requested.is_set():
                 return
             self.requested.set()
+            # Armed before anything that could block: from here on the exit is certain.
+            faulthandler.dump_traceback_later(self.grace, exit=True, file=sys.stderr)
             callbacks = list(self._callbacks)
         for callback in callbacks:
             callback()
-
-    def stopped(self) -> None:
-        """The graceful stop finished: the watchdog is no longer needed."""
-        faulthandler.cancel_dump_traceback_later()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.requested.is_set():
             os.write(2, f"nfd-master: second {name}, exiting now\n".encode())
             os._exit(128 + signum)
-        # Armed before anything that could block: from here on the exit is certain.
-        faulthandler.dump_traceback_later(self.grace, exit=True, file=sys.stderr)
-        log.info("%s: stopping (forced exit after %.0f s)", name, self.grace)
         self.request_stop()
+        log.info("%s: stopping (forced exit after %.0f s)", name, self.grace)
 
 
 def raise_open_files_limit() -> tuple[int, int]:
