@@ -4,7 +4,8 @@ that never gets control back. Run as ``python -m tests.reliability.hooked_master
 <nfd-master flags>``; the hooks are chosen by environment variables:
 
 - NFD_TEST_STUCK_NODE_PREFIX: handle_update never returns for nodes with this prefix;
-- NFD_TEST_FREEZE_NODE: an update for this node spins the event loop forever.
+- NFD_TEST_FREEZE_NODE: an update for this node blocks the event loop forever, spinning
+  in Python code or, with NFD_TEST_FREEZE_MODE=sleep, asleep in a system call.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from nfd.cli import master as cli
@@ -34,10 +36,14 @@ def install() -> None:
     if freeze:
         real_check = server._check_node_name
 
+        sleep = os.environ.get("NFD_TEST_FREEZE_MODE") == "sleep"
+
         async def check_node_name(context: Any, node: str) -> None:
             if node == freeze:
-                while True:  # pure Python on the loop, as a never-ending template was
-                    pass
+                while True:
+                    if sleep:
+                        time.sleep(3600)  # blocked in the kernel, the GIL released
+                    # else: pure Python on the loop, as a never-ending template was
             await real_check(context, node)
 
         server._check_node_name = check_node_name

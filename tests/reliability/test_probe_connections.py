@@ -202,14 +202,17 @@ def _freeze_loop(m: Master) -> tuple[grpc.Channel, grpc.Future]:
     return ch, labeler_pb2_grpc.LabelerStub(ch).SetLabels.future(req, timeout=60)
 
 
+@pytest.mark.parametrize("mode", ["spin", "sleep"])
 def test_frozen_loop_fails_healthz_and_sigterm_still_stops_it(
-    masters: list[Master], tmp_path: Path, record: Record
+    masters: list[Master], tmp_path: Path, record: Record, mode: str
 ) -> None:
+    where = {"spin": "in Python code", "sleep": "in a blocking system call"}[mode]
     record.category, record.title = (
         "hostile",
-        "The gRPC serving loop stuck in Python code: /healthz and gRPC health, then SIGTERM",
+        f"The gRPC serving loop stuck {where}: /healthz and gRPC health, then SIGTERM",
     )
-    m = start_master(tmp_path, {"NFD_TEST_FREEZE_NODE": "freeze-loop"})
+    env = {"NFD_TEST_FREEZE_NODE": "freeze-loop", "NFD_TEST_FREEZE_MODE": mode}
+    m = start_master(tmp_path, env)
     masters.append(m)
     assert m.healthz() == 200
     began = time.monotonic()
