@@ -17,12 +17,15 @@ def serve_http(
     registry: CollectorRegistry,
     ready: Callable[[], bool] | None = None,
     host: str = "",
+    health: Callable[[], str | None] | None = None,
     poll_interval: float = 0.5,
     thread_name: str = "nfd-http",
 ) -> ThreadingHTTPServer:
     """Serve in a daemon thread; OSError if the port is taken.
 
-    Without ``ready`` there is no /readyz. ``poll_interval`` bounds how long
+    Without ``ready`` there is no /readyz. ``health`` says why the daemon is unhealthy
+    (None: healthy); /healthz then answers 503 with the reason, so a liveness probe
+    restarts it. ``poll_interval`` bounds how long
     ``shutdown()`` waits; an idle worker that never calls it uses a long one
     so the thread sleeps until a request comes.
     """
@@ -33,7 +36,11 @@ def serve_http(
             if path == "/metrics":
                 body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
             elif path == "/healthz":
-                body, ctype, code = b"ok\n", "text/plain", 200
+                problem = health() if health is not None else None
+                if problem is None:
+                    body, ctype, code = b"ok\n", "text/plain", 200
+                else:
+                    body, ctype, code = f"unhealthy: {problem}\n".encode(), "text/plain", 503
             elif path == "/readyz" and ready is not None:
                 ok = ready()
                 body, ctype, code = (

@@ -1,35 +1,29 @@
 """``nfd-master``: accept workers over gRPC, apply the label policy and NodeFeatureRules,
-and patch Node objects (see docs/protocol.md)."""
+and patch Node objects (see docs/protocol.md).
+
+This module is the command line: flags, the config file under them, and their
+checks. The run loop is nfd.master.daemon.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import os
 import re
-import signal
-import socket
 import sys
-import threading
-import uuid
-from typing import Any
 
 from nfd import __version__
+from nfd.durations import parse_duration
+from nfd.master import daemon
 from nfd.master.config import (
     DEFAULT_MASTER_CONFIG_PATH,
-    ConfigReloader,
-    ConfigWatcher,
     apply_to_args,
     explicit_dests,
     load_master_config,
     merge_flags,
 )
-from nfd.master.core import Master, WorkItem
-from nfd.master.metrics import MasterMetrics
 from nfd.master.policy import PolicyConfig, PolicyError
-from nfd.master.server import GrpcServer, TLSFiles
-from nfd.metrics_http import serve_http
+from nfd.master.server import TLSFiles
 
 log = logging.getLogger("nfd-master")
 
@@ -44,8 +38,6 @@ def parse_bool(text: str) -> bool:
 
 
 def parse_duration_s(text: str) -> float:
-    from nfd.durations import parse_duration
-
     try:
         return float(parse_duration(text))
     except Exception as err:  # noqa: BLE001
@@ -132,25 +124,23 @@ def normalize_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _namespace(flag: str | None) -> str:
-    if flag:
-        return flag
-    try:
-        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
-            return f.read().strip()
-    except OSError:
-        return os.environ.get("KUBERNETES_NAMESPACE") or "node-feature-discovery"
-
-
-def _gpu_fn(enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from nfd.gpu.marking import compute_gpu_labels
-    except ImportError as err:
-        log.error("GPU marking unavailable (%s); continuing without it", err)
-        return None
-    return compute_gpu_labels
+def _check(args: argparse.Namespace) -> str | None:
+    """What is wrong with the flags once the config file is merged (None: nothing)."""
+    tls_files = [args.ca_file, args.cert_file, args.key_file]
+    if any(tls_files) and not all(tls_files):
+        return "--ca-file, --cert-file and --key-file must be given together"
+    if args.verify_node_name and not all(tls_files):
+        return "--verify-node-name needs --ca-file, --cert-file and --key-file"
+    if args.instance and not re.fullmatch(
+        r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", args.instance
+    ):
+        return (
+            f"--instance {args.instance!r}: must be alphanumerics, '-', '_' or '.', starting "
+            "and ending with an alphanumeric"
+        )
+    if args.nfd_api_parallelism <= 0:
+        return "--nfd-api-parallelism must be > 0"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,24 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s", warning)
     running = merge_flags(running, args, explicit)
     apply_to_args(running, args)
-    tls_files = [args.ca_file, args.cert_file, args.key_file]
-    if any(tls_files) and not all(tls_files):
-        log.error("--ca-file, --cert-file and --key-file must be given together")
-        return 2
-    if args.verify_node_name and not all(tls_files):
-        log.error("--verify-node-name needs --ca-file, --cert-file and --key-file")
-        return 2
-    if args.instance and not re.fullmatch(
-        r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", args.instance
-    ):
-        log.error(
-            "--instance %r: must be alphanumerics, '-', '_' or '.', starting and ending "
-            "with an alphanumeric",
-            args.instance,
-        )
-        return 2
-    if args.nfd_api_parallelism <= 0:
-        log.error("--nfd-api-parallelism must be > 0")
+    problem = _check(args)
+    if problem:
+        log.error("%s", problem)
         return 2
     try:
         policy = PolicyConfig(
@@ -203,214 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as err:
         log.error("%s", err)
         return 2
-    metrics = MasterMetrics()
-
-    if args.prune or args.gpu_marking_only:
-        from nfd.master.kube import KubeNodes, NodeUpdater, load_api_client
-
-        api_client = load_api_client(args.kubeconfig)
-        if args.prune:
-            return _prune(KubeNodes(api_client), args.instance)
-        gpu = _gpu_fn(True)
-        if gpu is None:
-            return 2
-        return _gpu_only(api_client, gpu, metrics, args)
-
-    api_client = None
-    apply = None
-    if args.no_publish and args.kubeconfig:
-        # Read-only: log the exact patch that would be sent. Without a reachable API the
-        # master still runs and logs the desired state instead.
-        apply = _dry_run_apply(args)
-    elif not args.no_publish:
-        from nfd.master.kube import KubeNodes, NodeUpdater, load_api_client
-
-        api_client = load_api_client(args.kubeconfig)
-        updater = NodeUpdater(
-            KubeNodes(api_client),
-            instance=args.instance,
-            gpu_fn=_gpu_fn(bool(args.enable_gpu_marking)),
-            on_update=metrics.updates.inc,
-        )
-
-        def apply(node: str, item: WorkItem) -> bool:
-            return updater.apply(node, item.desired, item.allow_remove)
-
-    master = Master(
-        policy,
-        apply,
-        metrics,
-        args.nfd_api_parallelism,
-        wait_for_rules=api_client is not None and bool(args.crd_controller),
-    )
-    config_watch = None
-    if args.config:
-        reload = ConfigReloader(
-            args.config,
-            args.options,
-            "config" in explicit,
-            args,
-            explicit,
-            running,
-            master.set_policy,
-            bool(args.enable_gpu_marking),
-        )
-        config_watch = ConfigWatcher(args.config, reload)
-        config_watch.start()
-    watcher = None
-    if api_client is not None and args.crd_controller:
-        from nfd.master.rules import RuleWatcher
-
-        watcher = RuleWatcher(api_client, master.set_rules, lambda m: metrics.rule_errors.inc())
-        watcher.start()
-    exit_code = [0]
-    loop_holder: dict[str, Any] = {}
-    if api_client is not None and args.enable_leader_election and master.queue is not None:
-        from nfd.master.leader import LeaderElector
-
-        master.queue.pause()
-        identity = f"{os.environ.get('NODE_NAME') or socket.gethostname()}_{uuid.uuid4()}"
-
-        def lost() -> None:
-            exit_code[0] = 1
-            loop = loop_holder.get("loop")
-            if loop is not None:
-                loop.call_soon_threadsafe(loop_holder["stop"].set)
-
-        elector = LeaderElector(
-            api_client,
-            _namespace(args.namespace),
-            identity,
-            master.queue.resume,
-            lost,
-            lease_duration=args.leader_elect_lease_duration,
-            renew_deadline=args.leader_elect_renew_deadline,
-            retry_period=args.leader_elect_retry_period,
-        )
-        # Only the leader is ready and takes workers, so a Service routes them to it.
-        master.serving = lambda: elector.is_leader
-        elector.start()
-
-    tls = TLSFiles(*tls_files) if all(tls_files) else None
-    started = threading.Event()
-    http = serve_http(
-        args.metrics,
-        metrics.registry,
-        lambda: (
-            started.is_set() and (watcher is None or watcher.synced.is_set()) and master.serving()
-        ),
-    )
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop_holder.update(loop=loop, stop=stop)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            # grpc.aio binds the server to the running loop: create it here.
-            server = GrpcServer(master, args.port, tls=tls, verify_node_name=args.verify_node_name)
-            await server.start()
-        except (OSError, ValueError, RuntimeError) as err:
-            log.error("cannot start the gRPC server on port %d: %s", args.port, err)
-            exit_code[0] = 2
-            return
-        started.set()
-        log.info(
-            "nfd-master %s serving gRPC on port %d (%s), metrics on %d%s",
-            __version__,
-            server.port,
-            "mTLS" if tls else "plaintext",
-            args.metrics,
-            " [no-publish]" if args.no_publish else "",
-        )
-
-        async def resync() -> None:
-            while args.resync_period > 0:
-                await asyncio.sleep(args.resync_period)
-                log.info("periodic resync")
-                await loop.run_in_executor(None, master.resync)
-                await server.stream.request_resync("periodic resync")
-
-        task = asyncio.create_task(resync())
-        await stop.wait()
-        task.cancel()
-        log.info("shutting down")
-        await server.stop(1.0)
-
-    asyncio.run(run())
-    http.shutdown()
-    master.stop()
-    if config_watch:
-        config_watch.stop()
-    if watcher:
-        watcher.stop()
-    return exit_code[0]
-
-
-def _dry_run_apply(args: Any) -> Any:
-    import json
-
-    from nfd.master.kube import KubeNodes, NodeUpdater, load_api_client
-
-    try:
-        updater = NodeUpdater(
-            KubeNodes(load_api_client(args.kubeconfig)),
-            instance=args.instance,
-            gpu_fn=_gpu_fn(bool(args.enable_gpu_marking)),
-        )
-    except Exception as err:  # noqa: BLE001 - no API: --no-publish works without one
-        log.warning("--no-publish: no Kubernetes API (%s); logging desired state only", err)
-        return None
-
-    def apply(node: str, item: WorkItem) -> None:
-        from nfd.master.queue import Permanent
-
-        try:
-            ops = updater.dry_run(node, item.desired, item.allow_remove)
-        except Exception as err:  # noqa: BLE001
-            if getattr(err, "status", None) == 404:
-                raise Permanent(f"node {node} not found") from None
-            raise
-        log.info("node %s (--no-publish): would send patch %s", node, json.dumps(ops))
-
-    return apply
-
-
-def _prune(nodes: Any, instance: str) -> int:
-    from nfd.master.kube import NodeUpdater
-
-    updater = NodeUpdater(nodes, instance=instance)
-    failed = 0
-    listed = nodes.list_all()
-    for node in listed:
-        name = node["metadata"]["name"]
-        try:
-            if updater.prune(name):
-                log.info("node %s: pruned", name)
-        except Exception as err:  # noqa: BLE001 - report and go on with the other nodes
-            failed += 1
-            log.error("node %s: prune failed: %s", name, err)
-    log.info("prune: %d nodes, %d failed", len(listed), failed)
-    return 1 if failed else 0
-
-
-def _gpu_only(api_client: Any, gpu: Any, metrics: MasterMetrics, args: Any) -> int:
-    from nfd.master.gpuonly import GPU_ONLY_INSTANCE, run_gpu_marking_only
-
-    stop = threading.Event()  # SIGTERM keeps its default action: the watch just ends
-    http = serve_http(args.metrics, metrics.registry, lambda: True)
-    log.info("nfd-master %s: GPU marking only", __version__)
-    run_gpu_marking_only(
-        api_client,
-        gpu,
-        metrics,
-        stop,
-        instance=args.instance or GPU_ONLY_INSTANCE,
-        parallelism=args.nfd_api_parallelism,
-    )
-    http.shutdown()
-    return 0
+    tls = TLSFiles(args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
+    return daemon.run(args, policy, running, explicit, tls)
 
 
 def console_main() -> None:

@@ -42,6 +42,7 @@ def start_master(
     tls: TLSFiles | None = None,
     verify_node_name: bool = False,
     apply: Callable[[str, WorkItem], Any] | None = None,
+    **server_options: Any,
 ) -> RunningMaster:
     applied: list[tuple[str, WorkItem]] = []
 
@@ -59,7 +60,12 @@ def start_master(
         asyncio.set_event_loop(loop)
         try:
             server = GrpcServer(
-                master, port, tls=tls, verify_node_name=verify_node_name, host="127.0.0.1"
+                master,
+                port,
+                tls=tls,
+                verify_node_name=verify_node_name,
+                host="127.0.0.1",
+                **server_options,
             )
             loop.run_until_complete(server.start())
             holder["server"] = server

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from nfd.cli.master import build_parser, main, normalize_argv
+from tests.kube.controlplane import free_port, wait_until
+
+BIN = Path(sys.executable).parent
 
 
 def parse(*argv: str):  # type: ignore[no-untyped-def]
@@ -42,3 +54,79 @@ def test_bad_flags_exit_2_with_a_clear_message(
 ) -> None:
     assert main(argv) == 2
     assert message in caplog.text
+
+
+def _start(
+    tmp_path: Path, preexec: Any = None, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], int]:
+    port, metrics = free_port(), free_port()
+    log = open(tmp_path / "master.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [
+            str(BIN / "nfd-master"),
+            "--no-publish",
+            f"--port={port}",
+            f"--metrics={metrics}",
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=preexec,
+    )
+    log.close()
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "master.log").read_text()
+            return False
+
+    wait_until(healthy, 30, "nfd-master /healthz")
+    return proc, metrics
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_master_gracefully(tmp_path: Path, sig: int) -> None:
+    proc, _ = _start(tmp_path)
+    try:
+        began = time.monotonic()
+        proc.send_signal(sig)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - began < 3  # a graceful stop, well inside the 5 s grace
+        assert "shutting down" in (tmp_path / "master.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_open_files_soft_limit_raised_to_hard(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"hard limit {hard} leaves nothing to raise")
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    proc, _ = _start(tmp_path, lower)
+    try:
+        limits = Path(f"/proc/{proc.pid}/limits").read_text().splitlines()
+        (line,) = [x for x in limits if x.startswith("Max open files")]
+        running_soft, running_hard = line.split()[3:5]
+        assert running_soft == running_hard != "256", line
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_periodic_resync_runs_and_the_master_still_stops(tmp_path: Path) -> None:
+    proc, _ = _start(tmp_path, extra=("--resync-period=1s",))
+    try:
+        log = tmp_path / "master.log"
+        wait_until(lambda: log.read_text().count("periodic resync") >= 2, 10, "two resyncs")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

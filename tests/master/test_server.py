@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from nfd._proto import (
     health_pb2,
@@ -17,8 +22,11 @@ from nfd._proto import (
     nfdstream_pb2_grpc,
 )
 from nfd.features import Features
+from nfd.master.core import InvalidUpdate
+from nfd.master.guards import CallLimits
 from nfd.master.policy import PolicyConfig
-from nfd.master.server import TLSFiles
+from nfd.master.server import TLSFiles, dns_name_matches
+from nfd.metrics_http import serve_http
 from nfd.wire import MAX_LABELS, features_to_proto
 from tests.master.certs import CA
 from tests.master.conftest import RunningMaster, start_master
@@ -284,3 +292,313 @@ def test_master_reloads_rotated_certificates(tmp_path: Path) -> None:
                 _set(ch, "w3")
     finally:
         m.stop()
+
+
+# -- names at the edge ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "node, reason",
+    [
+        ("node-a/status", "not a lowercase DNS-1123 subdomain"),
+        ("..", "not a lowercase DNS-1123 subdomain"),
+        ("x%2Fy", "not a lowercase DNS-1123 subdomain"),
+        ("Node-A", "not a lowercase DNS-1123 subdomain"),
+        ("", "node name is empty"),
+        ("a" * 254, "longer than 253"),
+    ],
+)
+def test_bad_node_names_refused_before_anything(
+    running_master: RunningMaster, node: str, reason: str
+) -> None:
+    with grpc.insecure_channel(running_master.address) as ch:
+        with pytest.raises(grpc.RpcError) as unary:
+            labeler_pb2_grpc.LabelerStub(ch).SetLabels(
+                labeler_pb2.SetLabelsRequest(node_name=node, labels={"a": "1"}), timeout=5
+            )
+        msgs = [nfdstream_pb2.WorkerMessage(update=nfdstream_pb2.Update(seq=1, node_name=node))]
+        with pytest.raises(grpc.RpcError) as stream:
+            list(nfdstream_pb2_grpc.FeatureStreamStub(ch).Connect(iter(msgs), timeout=5))
+    for err in (unary.value, stream.value):
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert reason in err.details()
+    assert running_master.master.node_names() == []
+    assert running_master.master.metrics.update_requests._value.get() == 0
+
+
+def test_invalid_update_becomes_invalid_argument(
+    running_master: RunningMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(node: str, *args: object, **kwargs: object) -> None:
+        raise InvalidUpdate(f"node {node}: 9000 labels over the per-node budget")
+
+    monkeypatch.setattr(running_master.master, "handle_update", refuse)
+    with grpc.insecure_channel(running_master.address) as ch:
+        with pytest.raises(grpc.RpcError) as unary:
+            _set(ch, "n1")
+        up = nfdstream_pb2.Update(seq=1, node_name="n1", full=True)
+        with pytest.raises(grpc.RpcError) as stream:
+            list(
+                nfdstream_pb2_grpc.FeatureStreamStub(ch).Connect(
+                    iter([nfdstream_pb2.WorkerMessage(update=up)]), timeout=5
+                )
+            )
+    for err in (unary.value, stream.value):
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.details() == "node n1: 9000 labels over the per-node budget"
+
+
+# -- certificate names (Go's crypto/x509 hostname rules) --------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern, host, matches",
+    [
+        ("worker-1", "worker-1", True),
+        ("Worker-1", "worker-1", True),
+        ("worker-1", "worker-2", False),
+        ("*.pool.example.com", "a.pool.example.com", True),
+        ("*.POOL.example.com", "a.pool.example.com", True),
+        ("*.pool.example.com", "pool.example.com", False),
+        ("*.pool.example.com", "a.b.pool.example.com", False),
+        ("*.pool.example.com", "hb-node/status/.pool.example.com", False),
+        ("*.pool.example.com", "x/y.pool.example.com", False),
+        ("*.pool.example.com", ".pool.example.com", False),
+        ("*.pool.example.com", "a.pool.example.org", False),
+        ("a*.pool.example.com", "ab.pool.example.com", False),  # partial wildcards: exact only
+        ("a*.pool.example.com", "a*.pool.example.com", True),
+        ("*.*.example.com", "a.b.example.com", False),
+        ("pool.*.example.com", "pool.a.example.com", False),
+        ("*", "worker", False),
+        ("*.com", "example.com", True),
+        ("", "worker", False),
+    ],
+)
+def test_dns_name_matches_as_go(pattern: str, host: str, matches: bool) -> None:
+    assert dns_name_matches(pattern, host) is matches
+
+
+def test_wildcard_certificate_covers_one_label(pki: dict) -> None:  # type: ignore[type-arg]
+    ca: CA = pki["ca"]
+    m = start_master(tls=pki["tls"], verify_node_name=True)
+    try:
+        with _secure(m.address, ca, *ca.issue("pool-cert", ["*.pool.example.com"])) as ch:
+            _set(ch, "a.pool.example.com")
+            for node in ("b.a.pool.example.com", "pool.example.com"):
+                with pytest.raises(grpc.RpcError) as info:
+                    _set(ch, node)
+                assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.RpcError) as info:
+                _set(ch, "x/y.pool.example.com")
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        m.stop()
+
+
+# -- the serving loop never waits on an update ---------------------------------------------
+
+
+def test_slow_node_stalls_neither_other_nodes_nor_health() -> None:
+    release = threading.Event()
+    m = start_master()
+    real = m.master.handle_update
+
+    def handle(node: str, *args: Any, **kwargs: Any) -> Any:
+        if node == "slow":
+            release.wait(30)
+        return real(node, *args, **kwargs)
+
+    m.master.handle_update = handle  # type: ignore[method-assign]
+    try:
+        with grpc.insecure_channel(m.address) as ch:
+            stub = labeler_pb2_grpc.LabelerStub(ch)
+            slow = stub.SetLabels.future(
+                labeler_pb2.SetLabelsRequest(node_name="slow", labels={"a": "1"}), timeout=30
+            )
+            began = time.monotonic()
+            for i in range(20):
+                _set(ch, f"fast-{i}")
+            health = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            took = time.monotonic() - began
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            assert not slow.done()
+            release.set()
+            slow.result(timeout=10)
+        assert took < 5, took
+        assert m.server.health_problem() is None
+    finally:
+        release.set()
+        m.stop()
+
+
+def test_one_nodes_updates_apply_in_order() -> None:
+    first_entered, release = threading.Event(), threading.Event()
+    m = start_master()
+    real = m.master.handle_update
+    seen: list[str] = []
+
+    def handle(node: str, labels: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(labels["v"])
+        if labels["v"] == "1":
+            first_entered.set()
+            release.wait(30)
+        return real(node, labels, *args, **kwargs)
+
+    m.master.handle_update = handle  # type: ignore[method-assign]
+    try:
+        with grpc.insecure_channel(m.address) as ch:
+            stub = labeler_pb2_grpc.LabelerStub(ch)
+
+            def send(v: str) -> Any:
+                req = labeler_pb2.SetLabelsRequest(node_name="n", labels={"v": v})
+                return stub.SetLabels.future(req, timeout=30)
+
+            calls = [send("1")]
+            assert first_entered.wait(10)
+            calls += [send("2"), send("3")]
+            time.sleep(0.3)  # time for a wrongly overtaking update to start
+            assert seen == ["1"]
+            release.set()
+            for call in calls:
+                call.result(timeout=10)
+        assert seen[0] == "1" and sorted(seen) == ["1", "2", "3"]
+    finally:
+        release.set()
+        m.stop()
+
+
+def test_stuck_update_threads_turn_health_unhealthy() -> None:
+    release = threading.Event()
+    m = start_master(update_threads=2, stuck_after=0.5)
+    m.master.handle_update = lambda *a, **k: release.wait(30)  # type: ignore[method-assign]
+    try:
+        with grpc.insecure_channel(m.address) as ch:
+            stub = labeler_pb2_grpc.LabelerStub(ch)
+            calls = [
+                stub.SetLabels.future(
+                    labeler_pb2.SetLabelsRequest(node_name=f"n{i}", labels={}), timeout=30
+                )
+                for i in range(2)
+            ]
+            wait_for(lambda: m.server.health_problem() is not None, 5)
+            assert "all 2 update threads busy" in (m.server.health_problem() or "")
+            health = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            release.set()
+            for call in calls:
+                call.result(timeout=10)
+        wait_for(lambda: m.server.health_problem() is None, 5)
+    finally:
+        release.set()
+        m.stop()
+
+
+# -- connection limits ------------------------------------------------------------------
+
+
+def _silent_stream(ch: grpc.Channel) -> Any:
+    """A stream that is opened and never sends anything."""
+    never = threading.Event()
+
+    def nothing():  # type: ignore[no-untyped-def]
+        never.wait(30)
+        yield from ()
+
+    return nfdstream_pb2_grpc.FeatureStreamStub(ch).Connect(nothing(), timeout=30)
+
+
+def test_silent_stream_cut_after_the_first_message_deadline() -> None:
+    m = start_master(first_message_timeout=0.5)
+    try:
+        with grpc.insecure_channel(m.address) as ch:
+            began = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                list(_silent_stream(ch))
+            took = time.monotonic() - began
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "no update within 0.5 s" in info.value.details()
+        assert took < 5
+        wait_for(lambda: m.server.limits.open_calls == 0)
+    finally:
+        m.stop()
+
+
+def test_open_calls_capped_overall() -> None:
+    m = start_master(limits=CallLimits(per_peer=1, total=3))
+    try:
+        with grpc.insecure_channel(m.address) as ch:
+            held = [_silent_stream(ch) for _ in range(3)]  # loopback: over the per-peer cap
+            wait_for(lambda: m.server.limits.open_calls == 3)
+            with pytest.raises(grpc.RpcError) as info:
+                list(_silent_stream(ch))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert info.value.details() == "the master holds its limit of 3 open calls"
+            with pytest.raises(grpc.RpcError) as unary:
+                _set(ch, "n1")
+            assert unary.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            for call in held:
+                call.cancel()
+            wait_for(lambda: m.server.limits.open_calls == 0)
+            _set(ch, "n1")  # room again
+    finally:
+        m.stop()
+
+
+def test_open_calls_capped_per_remote_peer() -> None:
+    limits = CallLimits(per_peer=2, total=100)
+    assert limits.enter("ipv4:10.0.0.1:1") is None
+    assert limits.enter("ipv4:10.0.0.1:2") is None
+    assert limits.enter("ipv4:10.0.0.1:3") == "ipv4:10.0.0.1 holds its limit of 2 open calls"
+    assert limits.enter("ipv6:[fd00::7]:3") is None  # another peer
+    for local in ("ipv4:127.0.0.1:4", "ipv4:127.0.0.6:5", "ipv6:[::1]:6", "unix:/run/x"):
+        for _ in range(3):
+            assert limits.enter(local) is None  # the pod itself (a mesh sidecar): no own cap
+    assert limits.enter("ipv6:[::ffff:127.0.0.1]:7") is None
+    limits.leave("ipv4:10.0.0.1:1")
+    assert limits.enter("ipv4:10.0.0.1:8") is None
+    assert limits.open_calls == 16
+
+
+def test_clients_pinging_too_often_are_sent_away(running_master: RunningMaster) -> None:
+    # Keepalive enforcement: pings more often than every 5 s cost strikes; after two
+    # the master sends GOAWAY (too_many_pings) instead of answering pings for ever.
+    options = [
+        ("grpc.keepalive_time_ms", 200),
+        ("grpc.keepalive_timeout_ms", 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    done = threading.Event()
+
+    def msgs():  # type: ignore[no-untyped-def]
+        yield nfdstream_pb2.WorkerMessage(update=nfdstream_pb2.Update(seq=1, node_name="pinger"))
+        done.wait(20)
+
+    with grpc.insecure_channel(running_master.address, options=options) as ch:
+        with pytest.raises(grpc.RpcError) as info:
+            list(nfdstream_pb2_grpc.FeatureStreamStub(ch).Connect(msgs(), timeout=20))
+    done.set()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "too many pings" in (info.value.details() or "").lower()
+
+
+def test_healthz_answers_503_with_the_reason() -> None:
+    problem: list[str] = []
+    http = serve_http(
+        0, CollectorRegistry(), host="127.0.0.1", health=lambda: next(iter(problem), None)
+    )
+    url = f"http://127.0.0.1:{http.server_address[1]}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert (r.status, r.read()) == (200, b"ok\n")
+        problem.append("the gRPC serving loop has not run for 12 s")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url, timeout=5)
+        assert info.value.code == 503
+        assert info.value.read() == b"unhealthy: the gRPC serving loop has not run for 12 s\n"
+    finally:
+        http.shutdown()

@@ -14,10 +14,16 @@ import grpc
 import psutil
 import pytest
 
-from nfd._proto import labeler_pb2, labeler_pb2_grpc
+from nfd._proto import health_pb2, health_pb2_grpc, labeler_pb2, labeler_pb2_grpc
 from nfd.features import Features
 from nfd.worker.publish import Publisher, PublishError
-from tests.e2e.master_harness import Harness, Proc, metric_value, metrics_text
+from tests.e2e.master_harness import (
+    Harness,
+    Proc,
+    install_nfr_crd,
+    metric_value,
+    metrics_text,
+)
 from tests.kube.controlplane import ControlPlane, wait_until
 from tests.master.certs import CA
 from tests.reliability.cluster import FNK, NodeWatch, delete_nodes, register_nodes
@@ -447,3 +453,192 @@ def test_malformed_nodefeaturerules_admitted_despite_the_schema(
         record.survived = 1
     finally:
         plane.kubectl("delete", "nodefeaturerules", "--all", "--wait=false")
+
+
+def injected_names(node: str) -> list[str]:
+    """Node names that would address another API path or subresource of ``node``."""
+    return [
+        f"{node}/status",
+        f"../nodes/{node}",
+        f"{node}%2Fstatus",
+        f"{node}/..",
+        node.upper(),
+    ]
+
+
+def test_node_name_path_injection_refused_at_the_edge(
+    harness: Harness, nodes: tuple[list[str], NodeWatch], record: Record
+) -> None:
+    record.category, record.title = (
+        "hostile",
+        "Node names that address another API path (node/status, '..', %2F, uppercase) "
+        "through SetLabels and the stream",
+    )
+    (node, _), watch = nodes
+    master, port = harness.master()
+    address = f"127.0.0.1:{port}"
+    names = injected_names(node)
+    refused: dict[str, str] = {}
+    with grpc.insecure_channel(address) as ch:
+        stub = labeler_pb2_grpc.LabelerStub(ch)
+        for name in names:
+            with pytest.raises(grpc.RpcError) as unary:
+                stub.SetLabels(
+                    labeler_pb2.SetLabelsRequest(node_name=name, labels={"rel-injected": "1"}),
+                    timeout=10,
+                )
+            assert unary.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+            refused[name] = unary.value.details() or ""
+    for name in names:
+        with pytest.raises(PublishError) as stream:
+            Publisher(address, name).publish_once({"rel-injected": "1"}, Features(), timeout=10)
+        assert "INVALID_ARGUMENT" in str(stream.value) and "DNS-1123" in str(stream.value)
+    assert all("DNS-1123" in reason for reason in refused.values()), refused
+    # A legitimate update still lands, and nothing from the injected names did.
+    Publisher(address, node).publish_once({"rel-own": "1"}, Features())
+    watch.wait_all([node], lambda n, lb: f"{FNK}/rel-own" in lb, 30, "the node's own labels")
+    time.sleep(0.5)
+    assert f"{FNK}/rel-injected" not in watch.latest(node)
+    assert "Traceback" not in master.text() and "node/status" not in master.text()
+    record.runs = 2 * len(names)
+    record.measure("refused", len(refused))
+    record.notes = f"e.g. {names[0]!r}: INVALID_ARGUMENT: {refused[names[0]]}"
+    record.survived = record.runs
+
+
+def test_wildcard_certificate_covers_exactly_one_label(
+    harness: Harness, plane: ControlPlane, tmp_path: Path, record: Record
+) -> None:
+    record.category, record.title = (
+        "hostile",
+        "A worker certificate for *.<pool> (mTLS, --verify-node-name) publishing for "
+        "<n>.<pool>, a.b.<pool>, <pool> itself and x/y.<pool>",
+    )
+    run = secrets.token_hex(3)
+    pool = f"pool-{run}.example.com"
+    own = f"w1.{pool}"
+    plane.register_node(own)
+    try:
+        ca = CA(tmp_path)
+        cert, key = ca.issue("nfd-master", ["nfd-master"], server=True)
+        proc, port = harness.master(
+            f"--ca-file={ca.ca_file}",
+            f"--cert-file={cert}",
+            f"--key-file={key}",
+            "--verify-node-name",
+        )
+        wild_cert, wild_key = ca.issue("pool-worker", [f"*.{pool}"])
+
+        def publish(node: str) -> str:
+            pub = Publisher(
+                f"127.0.0.1:{port}",
+                node,
+                str(ca.ca_file),
+                str(wild_cert),
+                str(wild_key),
+                server_name_override="nfd-master",
+            )
+            try:
+                pub.publish_once({"rel-wild": "1"}, Features(), timeout=10)
+            except PublishError as err:
+                return str(err)
+            return "OK"
+
+        outcomes = {
+            name: publish(name)
+            for name in (own, f"a.b.{pool}", pool, f"hb-node/status/.{pool}", f"x/y.{pool}")
+        }
+        assert outcomes[own] == "OK", outcomes
+        assert "PERMISSION_DENIED" in outcomes[f"a.b.{pool}"], outcomes
+        assert "PERMISSION_DENIED" in outcomes[pool], outcomes
+        assert "INVALID_ARGUMENT" in outcomes[f"hb-node/status/.{pool}"], outcomes
+        assert "INVALID_ARGUMENT" in outcomes[f"x/y.{pool}"], outcomes
+        wait_until(
+            lambda: f"{FNK}/rel-wild" in (plane.core.read_node(own).metadata.labels or {}),
+            30,
+            "the covered node's labels",
+        )
+        record.runs = len(outcomes)
+        record.notes = "; ".join(
+            f"{n.replace(pool, '<pool>')}: {o.split(': ')[-2] if ': ' in o else o}"
+            for n, o in outcomes.items()
+        )
+        assert proc.alive()
+        record.survived = len(outcomes)
+    finally:
+        delete_nodes(plane, [own])
+
+
+def never_ending_template(depth: int = 40) -> str:
+    """2**depth nested template calls that emit nothing (2.4 KB; the CRD schema admits it)."""
+    calls = "".join(
+        f'{{{{define "t{i}"}}}}{{{{template "t{i - 1}"}}}}{{{{template "t{i - 1}"}}}}{{{{end}}}}'
+        for i in range(1, depth + 1)
+    )
+    return f'{{{{define "t0"}}}}{{{{end}}}}{calls}{{{{template "t{depth}"}}}}'
+
+
+def test_never_ending_rule_costs_only_its_node(
+    harness: Harness, nodes: tuple[list[str], NodeWatch], plane: ControlPlane, record: Record
+) -> None:
+    record.category, record.title = (
+        "hostile",
+        "A NodeFeatureRule whose labelsTemplate never ends (2^40 nested template calls) for "
+        "one node, while another node publishes and the probes are asked",
+    )
+    (victim, other), watch = nodes
+    install_nfr_crd(plane)
+    name = f"rel-forever-{secrets.token_hex(2)}"
+    rule = nfr(name, [templated("forever", never_ending_template())])
+    import json
+
+    plane.kubectl("create", "-f", "-", input=json.dumps(rule), check=True)
+    try:
+        master, port = harness.master()
+        address = f"127.0.0.1:{port}"
+        matching = Features()
+        matching.add_attributes("local.label", {"x": "a"})
+        victim_outcome = "acknowledged"
+        try:
+            Publisher(address, victim).publish_once({"rel-victim": "1"}, matching, timeout=5)
+        except PublishError as err:  # stuck while the engine has no total budget
+            victim_outcome = str(err).split(": ", 1)[-1]
+        latencies = []
+        for i in range(10):
+            began = time.monotonic()
+            Publisher(address, other).publish_once({"rel-other": str(i)}, Features(), timeout=10)
+            latencies.append(time.monotonic() - began)
+        watch.wait_all([other], lambda n, lb: f"{FNK}/rel-other" in lb, 30, "the other node")
+        with grpc.insecure_channel(address) as ch:
+            health = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert _healthz(master) == 200
+        began = time.monotonic()
+        code = master.stop()
+        stop_s = time.monotonic() - began
+        record.bound_s = 2.0
+        record.measure("other_publish_max_s", round(max(latencies), 3))
+        record.measure("sigterm_exit_s", round(stop_s, 2))
+        record.notes = (
+            f"victim node: {victim_outcome}; other node served (max {max(latencies):.2f} s), "
+            f"gRPC health SERVING, /healthz 200; SIGTERM: exit {code} after {stop_s:.1f} s"
+        )
+        assert max(latencies) < 2.0, latencies
+        assert stop_s < 8, stop_s
+        record.survived = 1
+    finally:
+        plane.kubectl("delete", "nodefeaturerules", "--all", "--wait=false")
+
+
+def _healthz(proc: Proc) -> int:
+    import urllib.error
+    import urllib.request
+
+    port = proc.metrics_port  # type: ignore[attr-defined]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as err:
+        return err.code
