@@ -39,9 +39,6 @@ log = logging.getLogger("nfd-master")
 # master cannot tell made-up names from real ones: it keeps at most this many nodes,
 # forgetting the oldest first.
 MAX_UNTRACKED_NODES = 10_000
-# Give freed heap back to the OS once this much was dropped (glibc keeps it otherwise:
-# 300 flooded names left the master 166 MB larger for good).
-TRIM_AFTER_BYTES = 8 << 20
 
 
 class InvalidUpdate(ValueError):
@@ -174,37 +171,29 @@ def _rule_of(message: str, rules: Iterable[Any], name: str | None = None) -> Any
 
 
 class _MemoryTrimmer:
-    """Returns freed heap to the OS (glibc ``malloc_trim``) after large drops, at most
-    twice a second; a drop at the end of a flood is trimmed by a timer."""
+    """Returns freed heap to the OS (glibc ``malloc_trim``) soon after something large
+    was dropped or refused: one trim per ``interval`` at most, the last one by a timer,
+    so a flood costs a few trims a second and its end is trimmed too."""
 
-    def __init__(self, threshold: int = TRIM_AFTER_BYTES, interval: float = 0.5) -> None:
-        self.threshold, self.interval = threshold, interval
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
         self._trim = _malloc_trim()
         self._lock = threading.Lock()
-        self._freed = 0
-        self._last = 0.0
         self._timer: threading.Timer | None = None
         self.trims = 0
 
-    def note(self, freed: int) -> None:
-        if self._trim is None or freed <= 0:
+    def note(self) -> None:
+        if self._trim is None:
             return
         with self._lock:
-            self._freed += freed
-            if self._freed < self.threshold:
-                return
-            wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self.trim)
-                    self._timer.daemon = True
-                    self._timer.start()
-                return
-        self.trim()
+            if self._timer is None:
+                self._timer = threading.Timer(self.interval, self.trim)
+                self._timer.daemon = True
+                self._timer.start()
 
     def trim(self) -> None:
         with self._lock:
-            self._freed, self._last, self._timer = 0, time.monotonic(), None
+            self._timer = None
         if self._trim is not None:
             self._trim(0)
             self.trims += 1
@@ -351,7 +340,7 @@ class Master:
             self.metrics.node_states.set(len(self._nodes))
         if st is None:
             return False
-        self._trimmer.note(len(st.blob) + 1024)
+        self._trimmer.note()
         return True
 
     def _dropped(self, node: str, err: Permanent) -> None:
@@ -394,10 +383,11 @@ class Master:
 
     # -- updates -----------------------------------------------------------------
 
-    def _refuse(self, reason: str, err: InvalidUpdate, size: int = 0) -> InvalidUpdate:
+    def _refuse(self, reason: str, err: InvalidUpdate, large: bool = False) -> InvalidUpdate:
         self.metrics.updates_refused.labels(reason).inc()
-        # The refused request's memory is freed after the call: give it back in floods.
-        self._trimmer.note(size)
+        if large:
+            # The refused request is freed after the call: give it back in floods.
+            self._trimmer.note()
         return err
 
     def check_update(
@@ -410,8 +400,7 @@ class Master:
         try:
             self.budget.check(node, labels, features)
         except InvalidUpdate as err:
-            size = len(labels) * 64 + (features.ByteSize() if features is not None else 0)
-            raise self._refuse("over-budget", err, size) from None
+            raise self._refuse("over-budget", err, large=True) from None
 
     def handle_update(
         self,
@@ -440,11 +429,10 @@ class Master:
             if unchanged and st is not None and full:
                 st.fresh = True
         if unknown:
-            size = len(labels) * 64 + (features.ByteSize() if features is not None else 0)
             raise self._refuse(
                 "unknown-node",
                 UnknownNode(f"node {node} does not exist (no Node object of that name)"),
-                size,
+                large=True,
             )
         if unchanged:
             self.metrics.patches_skipped.inc()
@@ -461,7 +449,7 @@ class Master:
                     f"update for node {node}: {len(blob)} bytes compressed, over the per-node "
                     f"state budget of {self.budget.max_state_bytes} bytes"
                 ),
-                len(blob),
+                large=True,
             )
         with self._lock:
             st = self._state(node)

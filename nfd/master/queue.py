@@ -183,3 +183,5 @@ class NodeQueue(Generic[T]):
                 else:
                     self._failures.pop(node, None)
                 self._cond.notify_all()
+            # An idle updater must not pin its last item (a whole desired state).
+            del got, item

@@ -180,17 +180,28 @@ def test_rejections_are_logged_when_they_change_not_on_every_resend(
     assert len(rejected) == 2, rejected
 
 
-def test_memory_is_trimmed_after_a_large_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_is_trimmed_soon_after_a_drop_at_most_once_per_interval() -> None:
     calls: list[int] = []
-    trimmer = core._MemoryTrimmer(threshold=1000, interval=0.2)
+    trimmer = core._MemoryTrimmer(interval=0.2)
     trimmer._trim = lambda pad: calls.append(pad) or 1
-    trimmer.note(600)
+    for _ in range(100):
+        trimmer.note()
     assert calls == []
-    trimmer.note(600)
+    wait(lambda: calls == [0])
+    time.sleep(0.3)
     assert calls == [0]
-    trimmer.note(5000)  # too soon after the last trim: a timer does it
-    assert calls == [0]
+    trimmer.note()
     wait(lambda: calls == [0, 0])
+
+
+def test_dropping_a_nodes_state_trims() -> None:
+    m = Master(PolicyConfig(), None)
+    m._trimmer.interval = 0.01
+    m.set_known_nodes({"n"})
+    m.handle_update("n", {"x": "1"}, None)
+    m.node_deleted("n")
+    if m._trimmer._trim is not None:
+        wait(lambda: m._trimmer.trims == 1)
 
 
 def test_malloc_trim_is_found_on_glibc() -> None:
