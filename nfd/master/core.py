@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import hashlib
 import logging
 import threading
@@ -171,9 +172,9 @@ def _rule_of(message: str, rules: Iterable[Any], name: str | None = None) -> Any
 
 
 class _MemoryTrimmer:
-    """Returns freed heap to the OS (glibc ``malloc_trim``) soon after something large
-    was dropped or refused: one trim per ``interval`` at most, the last one by a timer,
-    so a flood costs a few trims a second and its end is trimmed too."""
+    """Returns freed heap to the OS (glibc ``malloc_trim``, after a garbage collection)
+    soon after something large was dropped or refused: at most one per ``interval``,
+    by a timer, so a flood costs two a second (a few ms each) and its end is trimmed."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
@@ -195,6 +196,9 @@ class _MemoryTrimmer:
         with self._lock:
             self._timer = None
         if self._trim is not None:
+            # Refused requests can sit in reference cycles (an exception's traceback holds
+            # the frame that holds the request) that an idle master would not collect.
+            gc.collect()
             self._trim(0)
             self.trims += 1
 
