@@ -320,6 +320,8 @@ class Master:
             gone = [n for n in self._nodes if n not in self._known]
         for name in gone:
             self.forget(name)
+            if self.queue is not None:
+                self.queue.discard(name)
         if gone:
             log.info("dropped the state of %d nodes that have no Node object", len(gone))
 
