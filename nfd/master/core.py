@@ -152,9 +152,12 @@ def _rule_key(rule: Any) -> tuple[str, str]:
 
 
 def _is_budget_failure(message: str, err: BaseException | None = None) -> bool:
+    """Whether a rule failed for exceeding its evaluation budget (the engine's
+    RuleBudgetExceeded: "<origin>: rule 'x' failed: exceeded its evaluation budget ...")."""
     if err is not None and type(err).__name__ == "RuleBudgetExceeded":
         return True
-    return "budget" in message.lower()
+    _, sep, rest = message.partition(" failed: ")
+    return bool(sep) and rest.startswith("exceeded its evaluation budget")
 
 
 def _rule_of(message: str, rules: Iterable[Any], name: str | None = None) -> Any:
@@ -542,30 +545,20 @@ class Master:
         if not ok:
             self.metrics.rule_failures.labels("skipped").inc(len(rules) - len(active))
         feats = features_from_proto(features) if features is not None else Features()
-        budget_type = getattr(engine, "EvalBudget", None)
-        # A whole evaluation cut short names the rule that exceeded the budget: retry
-        # without it, a couple of times at most (each try may cost a whole budget).
-        for _attempt in range(3):
-            kwargs = {"budget": budget_type()} if budget_type is not None else {}
-            began = time.perf_counter()
-            try:
-                out = engine.execute_rules(active, feats, **kwargs)
-            except Exception as err:  # noqa: BLE001 - a broken rule must not stop the node
-                message = f"NodeFeatureRule evaluation failed: {err}"
-                name = getattr(err, "rule", None) or getattr(err, "rule_name", None)
-                culprit = _rule_of(str(err), active, name if isinstance(name, str) else None)
-                self._rule_failed(node, culprit, message, _is_budget_failure(message, err))
-                if culprit is None:
-                    return None, False
-                active = [r for r in active if r is not culprit]
-                ok = False
-                continue
-            self.metrics.rule_duration.observe(time.perf_counter() - began)
-            failures = self._failures_of(out, active)
-            for rule, message in failures:
-                self._rule_failed(node, rule, message, _is_budget_failure(message))
-            return out, ok and not failures
-        return None, False
+        began = time.perf_counter()
+        try:
+            # Each rule runs under the engine's evaluation budget (nfd.rules.EvalBudget).
+            out = engine.execute_rules(active, feats)
+        except Exception as err:  # noqa: BLE001 - a broken rule must not stop the node
+            message = f"NodeFeatureRule evaluation failed: {err}"
+            culprit = _rule_of(str(err), active)
+            self._rule_failed(node, culprit, message, _is_budget_failure(message, err))
+            return None, False
+        self.metrics.rule_duration.observe(time.perf_counter() - began)
+        failures = self._failures_of(out, active)
+        for rule, message in failures:
+            self._rule_failed(node, rule, message, _is_budget_failure(message))
+        return out, ok and not failures
 
     @staticmethod
     def _failures_of(out: Any, rules: list[Any]) -> list[tuple[Any, str]]:

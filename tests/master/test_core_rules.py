@@ -175,7 +175,9 @@ def test_a_rule_over_its_budget_is_skipped_on_every_node_until_it_changes(
         slow = [r for r in rules if r.name == "boom"]
         out = real([r for r in rules if r.name != "boom"], features)
         for r in slow:
-            out.errors.append(f"{r.origin}: rule 'boom' failed: evaluation budget exceeded")
+            out.errors.append(
+                f"{r.origin}: rule 'boom' failed: exceeded its evaluation budget (1000 steps / 1s)"
+            )
         names = ("labels", "annotations", "taints", "extended_resources", "vars", "errors")
         fields = {name: getattr(out, name) for name in (*names, "matched_rules")}
         return SimpleNamespace(**fields, failed_rules=[r.name for r in slow])
