@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import select
+import stat
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -196,11 +197,30 @@ def parse_master_config(text: str, origin: str, options: str | None = None) -> M
     return build_master_config(data, origin, lines)
 
 
+# A ConfigMap holds at most 1 MiB; a larger file is a mistake (or hostile), not config.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_bounded(path: str) -> bytes:
+    """At most MAX_CONFIG_BYTES of a regular file: a FIFO would block the reader and a
+    device or an endless file would never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes (a ConfigMap's limit)")
+    return data
+
+
 def read_config_text(path: str, must_exist: bool = False) -> str:
     """The file's text; "" when it is missing and not ``must_exist``."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        return _read_bounded(path).decode("utf-8")
     except FileNotFoundError:
         if must_exist:
             raise ConfigError(f"{path}: no such file") from None
@@ -338,10 +358,11 @@ class ConfigWatcher:
 
     def _fingerprint(self) -> tuple[Any, ...]:
         try:
-            with open(self.path, "rb") as f:
-                return (True, f.read())
+            return (True, _read_bounded(self.path))
         except OSError as err:
             return (False, err.errno)
+        except ConfigError as err:
+            return (False, str(err))
 
     def start(self) -> None:
         self._thread.start()

@@ -6,10 +6,17 @@ NodeFeatureRules and the label policy, and queues the node for writing. Per node
 master keeps only a digest, a zlib-compressed copy of the last request (to
 re-evaluate rules without the worker) and a few flags: never the parsed features,
 so 5,000 nodes fit in little memory.
+
+State is bounded (docs in ``Master``): names are checked before anything is kept;
+with a Node watch (``set_known_nodes``) only Nodes that exist have state, and a
+deleted Node's state goes with it; each update is checked against ``UpdateBudget``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import hashlib
 import logging
 import threading
@@ -20,12 +27,67 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nfd._proto import labeler_pb2, v1alpha1_pb2
+from nfd.labels import node_name_error
 from nfd.master.metrics import MasterMetrics
 from nfd.master.policy import Desired, PolicyConfig, Rejection, build_desired
-from nfd.master.queue import NodeQueue
-from nfd.wire import features_from_proto
+from nfd.master.queue import NodeGone, NodeQueue, Permanent
+from nfd.wire import MAX_LABELS, features_from_proto
 
 log = logging.getLogger("nfd-master")
+
+
+# Without a Node watch (``--no-publish`` without an API, or before the first list) the
+# master cannot tell made-up names from real ones: it keeps at most this many nodes,
+# forgetting the oldest first.
+MAX_UNTRACKED_NODES = 10_000
+
+
+class InvalidUpdate(ValueError):
+    """An update the master refuses as a whole (bad node name, over a size budget);
+    the message says why and goes back to the worker as INVALID_ARGUMENT."""
+
+
+class UnknownNode(InvalidUpdate):
+    """The update is for a Node that does not exist (per the master's Node watch)."""
+
+
+@dataclass(frozen=True)
+class UpdateBudget:
+    """What one update may carry. Over any of it the whole update is refused with an
+    InvalidUpdate naming the budget, and nothing is kept. The master keeps only a
+    node's last update, so these also bound what it holds per node."""
+
+    max_labels: int = MAX_LABELS
+    # Characters of label names and values. A Node object is at most 1.5 MiB in etcd,
+    # so more than this could never be written anyway.
+    max_label_bytes: int = 1 << 20
+    # Serialized raw features: the largest machines (kernel config with ~10,000
+    # options, long PCI and USB lists) stay under 1 MiB.
+    max_feature_bytes: int = 4 << 20
+    # The compressed copy of the update kept to re-evaluate rules without the worker.
+    max_state_bytes: int = 1 << 20
+
+    def check(
+        self, node: str, labels: Mapping[str, str], features: v1alpha1_pb2.Features | None
+    ) -> None:
+        if len(labels) > self.max_labels:
+            raise InvalidUpdate(
+                f"update for node {node}: {len(labels)} labels, over the per-node budget "
+                f"of {self.max_labels} labels"
+            )
+        size = sum(len(k) + len(v) for k, v in labels.items())
+        if size > self.max_label_bytes:
+            raise InvalidUpdate(
+                f"update for node {node}: labels of {size} bytes, over the per-node budget "
+                f"of {self.max_label_bytes} bytes of label names and values"
+            )
+        if features is not None:
+            size = features.ByteSize()
+            if size > self.max_feature_bytes:
+                raise InvalidUpdate(
+                    f"update for node {node}: raw features of {size} bytes, over the per-node "
+                    f"budget of {self.max_feature_bytes} bytes"
+                )
 
 
 @dataclass
@@ -40,7 +102,16 @@ class _NodeState:
     rules_generation: int = -1
     blob: bytes = b""  # zlib(SetLabelsRequest) of the last changed request
     fresh: bool = False  # holds the worker's current state (stream live or unary)
-    streams: int = 0
+    rejections: bytes = b""  # digest of the rejections last logged for the node
+
+
+@dataclass
+class _RuleReport:
+    """A rule that failed, reported once until it changes; ``blown``: it exceeded its
+    evaluation budget and is skipped on every node."""
+
+    rule: Any
+    blown: bool
 
 
 @dataclass
@@ -76,7 +147,91 @@ def request_digest(labels: Mapping[str, str], features: v1alpha1_pb2.Features | 
     return h.digest()
 
 
+def _rule_key(rule: Any) -> tuple[str, str]:
+    return (str(getattr(rule, "origin", "")), str(getattr(rule, "name", "")))
+
+
+def _is_budget_failure(message: str, err: BaseException | None = None) -> bool:
+    """Whether a rule failed for exceeding its evaluation budget (the engine's
+    RuleBudgetExceeded: "<origin>: rule 'x' failed: exceeded its evaluation budget ...")."""
+    if err is not None and type(err).__name__ == "RuleBudgetExceeded":
+        return True
+    _, sep, rest = message.partition(" failed: ")
+    return bool(sep) and rest.startswith("exceeded its evaluation budget")
+
+
+def _rule_of(message: str, rules: Iterable[Any], name: str | None = None) -> Any:
+    """The rule an engine error is about: its messages start with the rule's origin
+    and name ("NodeFeatureRule x: rule 'y' failed: ...")."""
+    fallback = None
+    for rule in rules:
+        if name is not None and rule.name != name:
+            continue
+        if rule.origin and message.startswith(f"{rule.origin}: rule {rule.name!r}"):
+            return rule
+        if fallback is None and (name is not None or f"rule {rule.name!r}" in message):
+            fallback = rule
+    return fallback
+
+
+class _MemoryTrimmer:
+    """Returns freed heap to the OS (glibc ``malloc_trim``, after a garbage collection)
+    soon after something large was dropped or refused: at most one per ``interval``,
+    by a timer, so a flood costs two a second (a few ms each) and its end is trimmed."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._trim = _malloc_trim()
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self.trims = 0
+
+    def note(self) -> None:
+        if self._trim is None:
+            return
+        with self._lock:
+            if self._timer is None:
+                self._timer = threading.Timer(self.interval, self.trim)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def trim(self) -> None:
+        with self._lock:
+            self._timer = None
+        if self._trim is not None:
+            # Refused requests can sit in reference cycles (an exception's traceback holds
+            # the frame that holds the request) that an idle master would not collect.
+            gc.collect()
+            self._trim(0)
+            self.trims += 1
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None  # not glibc (musl has no malloc_trim)
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
 class Master:
+    """Per-node state, bounded:
+
+    - Names are checked (``node_name_error``) before anything is kept or queued.
+    - Once ``set_known_nodes`` has been called (the CLI's metadata-only Node watch),
+      updates for a Node that does not exist are refused (``UnknownNode``) and keep
+      nothing; a deleted Node's state and pending write are dropped; a 404 from the
+      API drops the node's state too. A stream open for a nonexistent node keeps only
+      its entry in the open-stream count (name -> int) while its updates are refused.
+    - Without a Node watch at most MAX_UNTRACKED_NODES nodes, the oldest forgotten.
+    - Each update is checked against ``UpdateBudget``.
+    - Rule failures are logged once per rule until the rule changes (not per node).
+    """
+
     def __init__(
         self,
         policy: PolicyConfig,
@@ -84,25 +239,34 @@ class Master:
         metrics: MasterMetrics | None = None,
         parallelism: int = 10,
         wait_for_rules: bool = False,
+        budget: UpdateBudget | None = None,
     ) -> None:
         self.policy = policy
+        self.budget = budget or UpdateBudget()
         # Until the NodeFeatureRules are listed, a node's desired state lacks
         # the rule outputs: removing anything then would flap rule labels.
         self.rules_listed = not wait_for_rules
         # False on a standby replica under leader election: it refuses workers.
         self.serving: Callable[[], bool] = lambda: True
+        # Told about each rule failure once (origin rule, message, blown): the CLI
+        # posts an Event on the NodeFeatureRule.
+        self.on_rule_failure: Callable[[Any, str, bool], None] | None = None
         self.metrics = metrics or MasterMetrics()
         self._lock = threading.Lock()
         self._nodes: dict[str, _NodeState] = {}
+        self._streams: dict[str, int] = {}  # open worker streams per node
+        self._known: set[str] | None = None  # Nodes that exist, once watched
         self._rules: list[Any] = []
         self._rules_generation = 0
-        self._logged: set[tuple[str, str, str, str]] = set()
+        self._rule_reports: dict[tuple[str, str], _RuleReport] = {}
+        self._trimmer = _MemoryTrimmer()
         self.queue: NodeQueue[WorkItem] | None = None
         if apply is not None:
             self.queue = NodeQueue(
                 apply,
                 parallelism,
                 on_failure=lambda node, err: self.metrics.update_failures.inc(),
+                on_permanent=self._dropped,
                 merge=_merge_items,
             )
 
@@ -110,21 +274,20 @@ class Master:
 
     def set_rules(self, rules: Iterable[Any]) -> None:
         """New NodeFeatureRule set: re-evaluate every node we hold state for."""
+        rules = list(rules)
         with self._lock:
-            self._rules = list(rules)
+            self._rules = rules
             self._rules_generation += 1
             self.rules_listed = True
+            # A failure stays reported (and a blown rule skipped) until the rule changes.
+            self._rule_reports = {
+                key: rep for key, rep in self._rule_reports.items() if rep.rule in rules
+            }
             nodes = list(self._nodes.items())
         log.info(
-            "NodeFeatureRules changed (%d rules): re-evaluating %d nodes",
-            len(self._rules),
-            len(nodes),
+            "NodeFeatureRules changed (%d rules): re-evaluating %d nodes", len(rules), len(nodes)
         )
-        for name, st in nodes:
-            if not st.blob:
-                continue
-            req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
-            self._process(name, dict(req.labels), req.features, st, allow_remove=st.fresh)
+        self._reevaluate(nodes)
 
     def set_policy(self, policy: PolicyConfig) -> None:
         """New label policy (master config reload): re-evaluate every node we hold
@@ -135,6 +298,9 @@ class Master:
             self._rules_generation += 1
             nodes = list(self._nodes.items())
         log.info("label policy changed: re-evaluating %d nodes", len(nodes))
+        self._reevaluate(nodes)
+
+    def _reevaluate(self, nodes: list[tuple[str, _NodeState]]) -> None:
         for name, st in nodes:
             if not st.blob:
                 continue
@@ -148,20 +314,74 @@ class Master:
             rules = list(self._rules)
         self.set_rules(rules)
 
+    # -- which Nodes exist -----------------------------------------------------------
+
+    def set_known_nodes(self, names: Iterable[str]) -> None:
+        """The Nodes that exist (a full list): state of any other node is dropped."""
+        with self._lock:
+            self._known = set(names)
+            gone = [n for n in self._nodes if n not in self._known]
+        for name in gone:
+            self.forget(name)
+            if self.queue is not None:
+                self.queue.discard(name)
+        if gone:
+            log.info("dropped the state of %d nodes that have no Node object", len(gone))
+
+    def node_added(self, name: str) -> None:
+        with self._lock:
+            if self._known is not None:
+                self._known.add(name)
+
+    def node_deleted(self, name: str) -> None:
+        with self._lock:
+            if self._known is not None:
+                self._known.discard(name)
+        if self.forget(name):
+            log.info("node %s deleted: its state dropped", name)
+        if self.queue is not None:
+            self.queue.discard(name)
+
+    def forget(self, name: str) -> bool:
+        """Drop what the master holds for ``name``; False if it held nothing."""
+        with self._lock:
+            st = self._nodes.pop(name, None)
+            self.metrics.node_states.set(len(self._nodes))
+        if st is None:
+            return False
+        self._trimmer.note()
+        return True
+
+    def _dropped(self, node: str, err: Permanent) -> None:
+        self.metrics.updates_dropped.inc()
+        if isinstance(err, NodeGone):
+            self.forget(node)
+
+    def _state(self, node: str) -> _NodeState:
+        """The node's state, created if needed (caller holds the lock)."""
+        st = self._nodes.get(node)
+        if st is None:
+            st = self._nodes[node] = _NodeState()
+            if self._known is None and len(self._nodes) > MAX_UNTRACKED_NODES:
+                del self._nodes[next(iter(self._nodes))]
+            self.metrics.node_states.set(len(self._nodes))
+        return st
+
     # -- connections -------------------------------------------------------------
 
     def stream_opened(self, node: str) -> None:
         with self._lock:
-            st = self._nodes.setdefault(node, _NodeState())
-            st.streams += 1
+            self._streams[node] = self._streams.get(node, 0) + 1
         self.metrics.connected_workers.inc()
 
     def stream_closed(self, node: str) -> None:
         with self._lock:
-            st = self._nodes.get(node)
-            if st is not None:
-                st.streams = max(0, st.streams - 1)
-                if st.streams == 0:
+            left = self._streams.pop(node, 0) - 1
+            if left > 0:
+                self._streams[node] = left
+            else:
+                st = self._nodes.get(node)
+                if st is not None:
                     # Until the worker is back, a rule change may add but not remove.
                     st.fresh = False
         self.metrics.connected_workers.dec()
@@ -171,6 +391,25 @@ class Master:
             return list(self._nodes)
 
     # -- updates -----------------------------------------------------------------
+
+    def _refuse(self, reason: str, err: InvalidUpdate, large: bool = False) -> InvalidUpdate:
+        self.metrics.updates_refused.labels(reason).inc()
+        if large:
+            # The refused request is freed after the call: give it back in floods.
+            self._trimmer.note()
+        return err
+
+    def check_update(
+        self, node: str, labels: Mapping[str, str], features: v1alpha1_pb2.Features | None
+    ) -> None:
+        """Raise InvalidUpdate if the update is refused as a whole (name, budget)."""
+        why = node_name_error(node)
+        if why is not None:
+            raise self._refuse("invalid-node-name", InvalidUpdate(why))
+        try:
+            self.budget.check(node, labels, features)
+        except InvalidUpdate as err:
+            raise self._refuse("over-budget", err, large=True) from None
 
     def handle_update(
         self,
@@ -182,18 +421,52 @@ class Master:
         digest: bytes | None = None,
     ) -> Result:
         """One update from a worker (full = the worker's complete current state).
-        ``digest`` identifies the content (default: computed from labels and features)."""
+        ``digest`` identifies the content (default: computed from labels and features).
+        Raises InvalidUpdate (UnknownNode for a Node that does not exist)."""
         self.metrics.update_requests.inc()
+        self.check_update(node, labels, features)
         if digest is None:
             digest = request_digest(labels, features)
         with self._lock:
-            st = self._nodes.setdefault(node, _NodeState())
+            unknown = self._known is not None and node not in self._known
+            st = self._nodes.get(node)
+            unchanged = (
+                st is not None
+                and st.digest == digest
+                and st.rules_generation == self._rules_generation
+            )
+            if unchanged and st is not None and full:
+                st.fresh = True
+        if unknown:
+            raise self._refuse(
+                "unknown-node",
+                UnknownNode(f"node {node} does not exist (no Node object of that name)"),
+                large=True,
+            )
+        if unchanged:
+            self.metrics.patches_skipped.inc()
+            return Result(unchanged=True)
+        req = labeler_pb2.SetLabelsRequest(node_name=node, labels=labels)
+        if features is not None:
+            req.features.CopyFrom(features)
+        blob = zlib.compress(req.SerializeToString(), 1)
+        del req
+        if len(blob) > self.budget.max_state_bytes:
+            raise self._refuse(
+                "over-budget",
+                InvalidUpdate(
+                    f"update for node {node}: {len(blob)} bytes compressed, over the per-node "
+                    f"state budget of {self.budget.max_state_bytes} bytes"
+                ),
+                large=True,
+            )
+        with self._lock:
+            st = self._state(node)
             if full:
                 st.fresh = True
-            if st.digest == digest and st.rules_generation == self._rules_generation:
-                self.metrics.patches_skipped.inc()
-                return Result(unchanged=True)
-        return self._process(node, labels, features, st, allow_remove=st.fresh, digest=digest)
+        return self._process(
+            node, labels, features, st, allow_remove=st.fresh, digest=digest, blob=blob
+        )
 
     def _process(
         self,
@@ -204,32 +477,43 @@ class Master:
         *,
         allow_remove: bool,
         digest: bytes | None = None,
+        blob: bytes = b"",
     ) -> Result:
         with self._lock:
             rules, generation = self._rules, self._rules_generation
             allow_remove = allow_remove and self.rules_listed
         rule_output = None
         if rules:
-            rule_output = self._run_rules(node, rules, features)
+            rule_output, rules_ok = self._run_rules(node, rules, features)
+            # While a rule failed on this node its labels are missing from the desired
+            # state: removing then would take them off the node for a moment.
+            allow_remove = allow_remove and rules_ok
         desired, rejected = build_desired(labels, self.policy, rule_output)
         for rej in rejected:
             self.metrics.count_rejection(rej.kind)
-            key = (node, rej.kind, rej.name, rej.reason)
-            if key not in self._logged and len(self._logged) < 100_000:
-                self._logged.add(key)
-                log.warning("node %s: %s %s rejected: %s", node, rej.kind, rej.name, rej.reason)
-        if digest is not None:
-            req = labeler_pb2.SetLabelsRequest(node_name=node, labels=labels)
-            if features is not None:
-                req.features.CopyFrom(features)
-            blob = zlib.compress(req.SerializeToString(), 1)
-            with self._lock:
-                st.digest, st.blob, st.rules_generation = digest, blob, generation
-        else:
-            with self._lock:
-                st.rules_generation = generation
+        self._log_rejections(node, st, rejected)
+        with self._lock:
+            if digest is not None:
+                st.digest, st.blob = digest, blob
+            st.rules_generation = generation
         self.submit(node, WorkItem(desired, allow_remove))
         return Result(labels=desired.labels, rejected=rejected)
+
+    def _log_rejections(self, node: str, st: _NodeState, rejected: list[Rejection]) -> None:
+        """Log a node's rejections when they change (not on every resend): the memory
+        of what was logged is one digest per node."""
+        h = hashlib.blake2b(digest_size=8)
+        for rej in rejected:
+            h.update(f"{rej.kind}\0{rej.name}\0{rej.reason}\1".encode())
+        digest = h.digest() if rejected else b""
+        with self._lock:
+            if digest == st.rejections:
+                return
+            st.rejections = digest
+        for rej in rejected[:20]:
+            log.warning("node %s: %s %s rejected: %s", node, rej.kind, rej.name, rej.reason)
+        if len(rejected) > 20:
+            log.warning("node %s: %d more rejected", node, len(rejected) - 20)
 
     def submit(self, node: str, item: WorkItem) -> None:
         if self.queue is None:
@@ -248,29 +532,71 @@ class Master:
 
     def _run_rules(
         self, node: str, rules: list[Any], features: v1alpha1_pb2.Features | None
-    ) -> Any:
-        from nfd.rules import execute_rules
+    ) -> tuple[Any, bool]:
+        """(rule output or None, whether every rule ran): a rule that fails is
+        reported and skipped, the others still apply."""
+        import nfd.rules as engine
+        from nfd.features import Features
 
-        feats = features_from_proto(features) if features is not None else None
-        if feats is None:
-            from nfd.features import Features
-
-            feats = Features()
+        with self._lock:
+            blown = {key for key, rep in self._rule_reports.items() if rep.blown}
+        active = [r for r in rules if _rule_key(r) not in blown]
+        ok = len(active) == len(rules)
+        if not ok:
+            self.metrics.rule_failures.labels("skipped").inc(len(rules) - len(active))
+        feats = features_from_proto(features) if features is not None else Features()
         began = time.perf_counter()
         try:
-            out = execute_rules(rules, feats)
+            # Each rule runs under the engine's evaluation budget (nfd.rules.EvalBudget).
+            out = engine.execute_rules(active, feats)
         except Exception as err:  # noqa: BLE001 - a broken rule must not stop the node
-            self.metrics.rule_errors.inc()
-            log.warning("node %s: NodeFeatureRule evaluation failed: %s", node, err)
-            return None
+            message = f"NodeFeatureRule evaluation failed: {err}"
+            culprit = _rule_of(str(err), active)
+            self._rule_failed(node, culprit, message, _is_budget_failure(message, err))
+            return None, False
         self.metrics.rule_duration.observe(time.perf_counter() - began)
-        for problem in getattr(out, "errors", None) or []:
-            self.metrics.rule_errors.inc()
-            key = (node, "rule", str(problem), "")
-            if key not in self._logged:
-                self._logged.add(key)
-                log.warning("node %s: NodeFeatureRule: %s", node, problem)
-        return out
+        failures = self._failures_of(out, active)
+        for rule, message in failures:
+            self._rule_failed(node, rule, message, _is_budget_failure(message))
+        return out, ok and not failures
+
+    @staticmethod
+    def _failures_of(out: Any, rules: list[Any]) -> list[tuple[Any, str]]:
+        """(rule or None, message) for each rule that failed in ``out``."""
+        errors = [str(e) for e in (getattr(out, "errors", None) or [])]
+        names = getattr(out, "failed_rules", None)
+        if names is None:
+            return [(_rule_of(e, rules), e) for e in errors]
+        failures = []
+        for name in names:
+            message = next((e for e in errors if f"rule {name!r}" in e), f"rule {name!r} failed")
+            failures.append((_rule_of(message, rules, name), message))
+        if errors and not failures:
+            failures = [(_rule_of(e, rules), e) for e in errors]
+        return failures
+
+    def _rule_failed(self, node: str, rule: Any, message: str, blown: bool) -> None:
+        self.metrics.rule_errors.inc()
+        self.metrics.rule_failures.labels("budget" if blown else "error").inc()
+        key = _rule_key(rule) if rule is not None else ("", "")
+        with self._lock:
+            previous = self._rule_reports.get(key)
+            if previous is not None and (previous.blown or not blown):
+                return  # reported already for this version of the rule
+            self._rule_reports[key] = _RuleReport(rule, blown)
+        if blown:
+            log.error(
+                "%s (on node %s): skipped on every node until its NodeFeatureRule changes",
+                message,
+                node,
+            )
+        else:
+            log.warning("%s (on node %s; reported once until the rule changes)", message, node)
+        if self.on_rule_failure is not None and rule is not None:
+            try:
+                self.on_rule_failure(rule, message, blown)
+            except Exception as err:  # noqa: BLE001 - reporting must not stop labelling
+                log.warning("reporting the failure of rule %s: %s", rule.name, err)
 
     def stop(self) -> None:
         if self.queue is not None:
@@ -280,8 +606,3 @@ class Master:
 def _merge_items(old: WorkItem, new: WorkItem) -> WorkItem:
     # The newest desired state wins; removal is allowed only if the newest allows it.
     return new
-
-
-class InvalidUpdate(ValueError):
-    """An update the master refuses as a whole (bad node name, over a size budget);
-    the message says why and goes back to the worker as INVALID_ARGUMENT."""

@@ -97,6 +97,15 @@ def _serve(
         args.nfd_api_parallelism,
         wait_for_rules=api_client is not None and bool(args.crd_controller),
     )
+    node_watch = None
+    if api_client is not None:
+        from nfd.master.kube import NodeWatcher
+
+        # State only for Nodes that exist: made-up names keep nothing, deleted ones go.
+        node_watch = NodeWatcher(
+            api_client, master.set_known_nodes, master.node_added, master.node_deleted
+        )
+        node_watch.start()
     config_watch = None
     if args.config:
         reload = ConfigReloader(
@@ -115,7 +124,13 @@ def _serve(
     if api_client is not None and args.crd_controller:
         from nfd.master.rules import RuleWatcher
 
-        watcher = RuleWatcher(api_client, master.set_rules, lambda m: metrics.rule_errors.inc())
+        watcher = RuleWatcher(
+            api_client,
+            master.set_rules,
+            lambda m: metrics.rule_errors.inc(),
+            events_namespace=_namespace(args.namespace),
+        )
+        master.on_rule_failure = watcher.report_rule_failure
         watcher.start()
     exit_code = [0]
     if api_client is not None and args.enable_leader_election and master.queue is not None:
@@ -152,7 +167,10 @@ def _serve(
         args.metrics,
         metrics.registry,
         lambda: (
-            started.is_set() and (watcher is None or watcher.synced.is_set()) and master.serving()
+            started.is_set()
+            and (watcher is None or watcher.synced.is_set())
+            and (node_watch is None or node_watch.synced.is_set())
+            and master.serving()
         ),
         health=health,
     )
@@ -207,6 +225,8 @@ def _serve(
         config_watch.stop()
     if watcher:
         watcher.stop()
+    if node_watch:
+        node_watch.stop()
     return exit_code[0]
 
 

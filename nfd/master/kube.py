@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nfd.labels import node_name_error
 from nfd.master.patch import Op, Owned, annotation_ns, compute_patch, parse_owned, split_patch
 from nfd.master.policy import Desired, is_gpu_marking_label
-from nfd.master.queue import Permanent
+from nfd.master.queue import NodeGone, Permanent
 
 log = logging.getLogger("nfd-master")
 
 JSON_PATCH = "application/json-patch+json"
 MAX_CONFLICT_RETRIES = 8
+# Metadata only: a Node's status (images, conditions) is most of its size and of its
+# changes; the master only needs to know which Nodes exist.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 GpuFn = Callable[[Mapping[str, str], set[str]], dict[str, str]]
 
@@ -37,6 +43,21 @@ def api_status(err: BaseException) -> int | None:
     return getattr(err, "status", None)
 
 
+def is_permanent_status(code: int | None) -> bool:
+    """A 4xx a retry cannot fix: all but 409 (conflict, re-read and retry), 422 (our
+    resourceVersion test failed) and 429 (throttled)."""
+    return code is not None and 400 <= code < 500 and code not in (409, 422, 429)
+
+
+def checked_name(name: str) -> str:
+    """``name`` if it can be a Node's name; a name with '/', '..' or '%' would address
+    another path of the API (``node/status``), so it never reaches a request."""
+    why = node_name_error(name)
+    if why is not None:
+        raise Permanent(f"refusing an API call for an invalid node name: {why}")
+    return name
+
+
 class KubeNodes:
     """Node reads and patches through the ``kubernetes`` client."""
 
@@ -47,7 +68,7 @@ class KubeNodes:
         self.core: Any = client.CoreV1Api(api_client)
 
     def get(self, name: str) -> dict[str, Any]:
-        resp = self.core.read_node(name, _preload_content=False)
+        resp = self.core.read_node(checked_name(name), _preload_content=False)
         return json.loads(resp.data)
 
     def list_all(self) -> list[dict[str, Any]]:
@@ -63,7 +84,7 @@ class KubeNodes:
 
     def patch(self, name: str, ops: list[Op], status: bool = False) -> dict[str, Any]:
         call = self.core.patch_node_status if status else self.core.patch_node
-        resp = call(name, ops, _content_type=JSON_PATCH, _preload_content=False)
+        resp = call(checked_name(name), ops, _content_type=JSON_PATCH, _preload_content=False)
         return json.loads(resp.data)
 
 
@@ -155,6 +176,7 @@ class NodeUpdater:
         node: dict[str, Any] | None = None,
     ) -> bool:
         changed = False
+        last_code, last_reason = None, ""
         for _attempt in range(MAX_CONFLICT_RETRIES):
             try:
                 if node is None:
@@ -175,13 +197,124 @@ class NodeUpdater:
                     log.debug("node %s: patch %s", name, json.dumps(main))
                     node = self.nodes.patch(name, main)
                 changed = True
+            except Permanent:
+                raise
             except Exception as err:
                 code = api_status(err)
                 if code == 404:
-                    raise Permanent(f"node {name} not found") from None
+                    raise NodeGone(f"node {name} not found") from None
                 if code in (409, 422):
                     log.info("node %s: conflict (%s), re-reading and retrying", name, code)
                     node = None
+                    last_code, last_reason = code, getattr(err, "reason", "")
                     continue
+                if is_permanent_status(code):
+                    reason = getattr(err, "reason", "") or type(err).__name__
+                    raise Permanent(
+                        f"node {name}: API refused the update: {code} {reason}"
+                    ) from None
                 raise
+        if last_code == 422:
+            # Refused on a fresh read every time: the patch itself is invalid, not raced.
+            tries = MAX_CONFLICT_RETRIES
+            raise Permanent(f"node {name}: API refused the patch {tries} times: 422 {last_reason}")
         raise RuntimeError(f"node {name}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
+
+
+class NodeWatcher:
+    """Which Nodes exist: a metadata-only list and watch of Nodes.
+
+    The master keeps per-node state only for Nodes that exist, so made-up names cost
+    nothing and a deleted Node's state goes with it. Metadata only because at 10,000
+    nodes the full objects are ~10x larger and change with every status report; the
+    names alone are ~1 MB. ``on_sync(names)`` after every (re)list, ``on_added`` and
+    ``on_deleted`` per watch event.
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        on_sync: Callable[[set[str]], None],
+        on_added: Callable[[str], None],
+        on_deleted: Callable[[str], None],
+        *,
+        watch_seconds: int = 300,
+    ) -> None:
+        from kubernetes import client
+
+        self.core: Any = client.CoreV1Api(api_client)
+        self.on_sync, self.on_added, self.on_deleted = on_sync, on_added, on_deleted
+        self.watch_seconds = watch_seconds
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="nfd-node-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def list_names(self) -> tuple[set[str], str]:
+        names: set[str] = set()
+        cont = None
+        while True:
+            resp = self.core.list_node(
+                limit=500,
+                _continue=cont,
+                _preload_content=False,
+                _headers={"Accept": METADATA_LIST},
+            )
+            body = json.loads(resp.data)
+            for item in body.get("items") or []:
+                names.add((item.get("metadata") or {}).get("name", ""))
+            meta = body.get("metadata") or {}
+            cont = meta.get("continue")
+            if not cont:
+                return names, str(meta.get("resourceVersion") or "")
+
+    def watch_from(self, version: str) -> str | None:
+        """Apply Node events from ``version`` until the server ends the watch; the
+        version to resume from, or None when it expired (410) and a list is needed."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resp = self.core.list_node(
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.watch_seconds,
+            _preload_content=False,
+            _headers={"Accept": METADATA_WATCH},
+        )
+        try:
+            for line in iter_resp_lines(resp):
+                if self._stop.is_set() or not line:
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    return None
+                meta = obj.get("metadata") or {}
+                version = str(meta.get("resourceVersion") or version)
+                if kind == "ADDED":
+                    self.on_added(meta.get("name", ""))
+                elif kind == "DELETED":
+                    self.on_deleted(meta.get("name", ""))
+        finally:
+            resp.release_conn()
+        return version
+
+    def _run(self) -> None:
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    names, version = self.list_names()
+                    self.on_sync(names)
+                    self.synced.set()
+                # Resumed from the last version seen: at 10,000 nodes a relist every few
+                # minutes would parse ~80 MB of metadata each time.
+                version = self.watch_from(version)
+            except Exception as err:  # noqa: BLE001 - API down: keep trying
+                log.warning("Node watch: %s (retrying)", err)
+                version = None
+                self._stop.wait(2.0)

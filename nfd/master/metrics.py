@@ -63,6 +63,28 @@ class MasterMetrics:
         self.connected_workers = Gauge(
             "nfd_master_connected_workers", "Open worker streams", registry=r
         )
+        # Labels of these metrics are fixed words, never a node or rule name: a client
+        # that makes up names must not grow the registry.
+        self.updates_refused = Counter(
+            "nfd_master_node_update_refused",
+            "Updates refused as a whole (reason: invalid-node-name, unknown-node, over-budget)",
+            ["reason"],
+            registry=r,
+        )
+        self.updates_dropped = Counter(
+            "nfd_master_node_update_dropped",
+            "Node updates dropped after a permanent API error (4xx other than 409/422/429)",
+            registry=r,
+        )
+        self.node_states = Gauge(
+            "nfd_master_node_states", "Nodes the master holds worker state for", registry=r
+        )
+        self.rule_failures = Counter(
+            "nfd_master_nodefeaturerule_failures",
+            "Rule evaluations that failed (reason: error, budget) or were skipped (skipped)",
+            ["reason"],
+            registry=r,
+        )
         self.patches_skipped = Counter(
             "nfd_master_node_unchanged_updates",
             "Updates that needed no Node write (state unchanged)",

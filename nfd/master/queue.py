@@ -15,13 +15,21 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from nfd.labels import node_name_error
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
 class Permanent(Exception):
-    """Raised by ``apply`` for errors a retry cannot fix (e.g. the node is gone)."""
+    """Raised by ``apply`` for errors a retry cannot fix (a 4xx other than conflict
+    and throttling): logged once, counted, and the item dropped."""
+
+
+class NodeGone(Permanent):
+    """The Node does not exist (404): besides dropping the item, the owner of the
+    queue forgets what it holds for the node."""
 
 
 class NodeQueue(Generic[T]):
@@ -33,6 +41,7 @@ class NodeQueue(Generic[T]):
         base_delay: float = 0.05,
         max_delay: float = 30.0,
         on_failure: Callable[[str, BaseException], None] | None = None,
+        on_permanent: Callable[[str, Permanent], None] | None = None,
         merge: Callable[[T, T], T] | None = None,
     ) -> None:
         if parallelism <= 0:
@@ -40,6 +49,7 @@ class NodeQueue(Generic[T]):
         self._apply = apply
         self._merge = merge
         self._on_failure = on_failure
+        self._on_permanent = on_permanent
         self._base, self._max = base_delay, max_delay
         self._cond = threading.Condition()
         self._items: dict[str, T] = {}  # newest pending item per node
@@ -60,6 +70,10 @@ class NodeQueue(Generic[T]):
     # -- producer side ---------------------------------------------------------
 
     def put(self, node: str, item: T) -> None:
+        # Names reach API paths: one that is not a Node name never enters the queue.
+        why = node_name_error(node)
+        if why is not None:
+            raise ValueError(why)
         with self._cond:
             old = self._items.get(node)
             if old is not None and self._merge is not None:
@@ -76,6 +90,12 @@ class NodeQueue(Generic[T]):
                     heapq.heapify(self._delayed)
                     self._ready.append(node)
             self._cond.notify()
+
+    def discard(self, node: str) -> None:
+        """Forget the pending item of a node that went away (its work is moot)."""
+        with self._cond:
+            self._items.pop(node, None)
+            self._failures.pop(node, None)
 
     def pause(self) -> None:
         with self._cond:
@@ -117,6 +137,8 @@ class NodeQueue(Generic[T]):
                 if self._ready and not self._paused:
                     node = self._ready.popleft()
                     self._queued.discard(node)
+                    if node not in self._items:
+                        continue  # discarded while it waited
                     self._busy.add(node)
                     return node, self._items.pop(node)
                 timeout = None
@@ -134,9 +156,11 @@ class NodeQueue(Generic[T]):
             try:
                 self._apply(node, item)
             except Permanent as err:
-                log.warning("node %s: %s (not retried)", node, err)
+                log.warning("node %s: %s (update dropped, not retried)", node, err)
                 if self._on_failure:
                     self._on_failure(node, err)
+                if self._on_permanent:
+                    self._on_permanent(node, err)
             except Exception as err:  # noqa: BLE001 - any API error is retried
                 retry = True
                 if self._on_failure:
@@ -159,3 +183,5 @@ class NodeQueue(Generic[T]):
                 else:
                     self._failures.pop(node, None)
                 self._cond.notify_all()
+            # An idle updater must not pin its last item (a whole desired state).
+            del got, item

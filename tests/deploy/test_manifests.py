@@ -95,7 +95,8 @@ def test_master_rbac_is_least_privilege() -> None:
     }
     role = find(objs, "Role", "nfd-master")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert {r[:2] for r in rules(role)} == {("coordination.k8s.io", "leases")}
+    assert {r[:2] for r in rules(role)} == {("coordination.k8s.io", "leases"), ("", "events")}
+    assert {r[3] for r in rules(role) if r[1] == "events"} == {"create"}
     for binding in (
         find(objs, "ClusterRoleBinding", "nfd-master"),
         find(objs, "RoleBinding", "nfd-master"),

@@ -245,3 +245,21 @@ def test_watcher_sees_writes_renames_and_creation(tmp_path: Path) -> None:
         assert len(calls) == n
     finally:
         watcher.stop()
+
+
+def test_a_config_larger_than_a_configmap_is_refused(tmp_path: Path) -> None:
+    from nfd.master.config import MAX_CONFIG_BYTES
+
+    big = tmp_path / "nfd-master.conf"
+    big.write_text("# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match="larger than 1048576 bytes"):
+        load_master_config(str(big), must_exist=True)
+
+
+def test_a_fifo_as_config_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "nfd-master.conf"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_master_config(str(fifo), must_exist=True)

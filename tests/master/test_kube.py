@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from nfd.master.kube import NodeUpdater
+from nfd.master.kube import KubeNodes, NodeUpdater
 from nfd.master.policy import Desired
-from nfd.master.queue import Permanent
+from nfd.master.queue import NodeGone, Permanent
 from tests.master import jsonpatch_apply
 
 FNK = "feature.node.kubernetes.io"
@@ -139,3 +139,90 @@ def test_prune_removes_owned_and_nfd_annotations() -> None:
     assert n["metadata"]["labels"] == {"user.io/x": "1"}
     assert n["metadata"]["annotations"] == {}
     assert "v.io/r" not in n["status"]["capacity"]
+
+
+class RecordingCore:
+    """CoreV1Api stand-in: records calls, answers like an API server would."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def read_node(self, name: str, **kwargs: Any) -> Any:
+        self.calls.append(name)
+        raise ApiError(404)
+
+    patch_node = patch_node_status = read_node
+
+
+@pytest.mark.parametrize("name", ["n/status", "..", "a%2Fb", "n/../../namespaces", "N", ""])
+def test_a_name_that_is_no_node_name_never_reaches_an_api_path(name: str) -> None:
+    nodes = KubeNodes(None)
+    nodes.core = RecordingCore()
+    with pytest.raises(Permanent, match="invalid node name"):
+        nodes.get(name)
+    with pytest.raises(Permanent, match="invalid node name"):
+        nodes.patch(name, [])
+    with pytest.raises(Permanent, match="invalid node name"):
+        NodeUpdater(nodes).apply(name, Desired(labels={f"{FNK}/a": "1"}))
+    assert nodes.core.calls == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 405, 413])
+def test_a_permanent_api_error_is_not_retried(status: int) -> None:
+    fake = FakeNodes()
+    fake.add("n")
+
+    def refuse(name: str) -> None:
+        raise ApiError(status)
+
+    fake.before_patch = refuse
+    with pytest.raises(Permanent, match=str(status)):
+        NodeUpdater(fake).apply("n", Desired(labels={f"{FNK}/a": "1"}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_throttling_and_server_errors_are_retried_by_the_queue(status: int) -> None:
+    fake = FakeNodes()
+    fake.add("n")
+
+    def refuse(name: str) -> None:
+        raise ApiError(status)
+
+    fake.before_patch = refuse
+    with pytest.raises(ApiError) as err:
+        NodeUpdater(fake).apply("n", Desired(labels={f"{FNK}/a": "1"}))  # type: ignore[arg-type]
+    assert not isinstance(err.value, Permanent)
+
+
+def test_a_patch_refused_on_every_fresh_read_is_permanent() -> None:
+    fake = FakeNodes()
+    fake.add("n")
+
+    def invalid(name: str) -> None:
+        raise ApiError(422)
+
+    fake.before_patch = invalid
+    with pytest.raises(Permanent, match="422"):
+        NodeUpdater(fake).apply("n", Desired(labels={f"{FNK}/a": "1"}))  # type: ignore[arg-type]
+    assert len(fake.patches) == 0  # each refused before it was recorded
+
+
+def test_a_missing_node_is_node_gone() -> None:
+    with pytest.raises(NodeGone):
+        NodeUpdater(FakeNodes()).apply("gone", Desired())  # type: ignore[arg-type]
+
+
+def test_rule_failure_event_names_the_object_and_the_reason() -> None:
+    from nfd.master.rules import rule_failure_event
+
+    event = rule_failure_event("my-rules", "uid-1", "nfd", "rule 'x' failed: boom", True)
+    assert event["involvedObject"] == {
+        "apiVersion": "nfd.k8s-sigs.io/v1alpha1",
+        "kind": "NodeFeatureRule",
+        "name": "my-rules",
+        "uid": "uid-1",
+    }
+    assert event["metadata"] == {"generateName": "my-rules.", "namespace": "nfd"}
+    assert (event["type"], event["reason"]) == ("Warning", "RuleBudgetExceeded")
+    assert rule_failure_event("r", "", "nfd", "m" * 5000, False)["reason"] == "RuleFailed"
+    assert len(rule_failure_event("r", "", "nfd", "m" * 5000, False)["message"]) == 1000

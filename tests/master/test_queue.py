@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from nfd.master.queue import NodeQueue, Permanent
 
 
@@ -90,3 +92,50 @@ def test_pause_and_resume() -> None:
     assert q.wait_idle(5)
     q.stop()
     assert seen == ["a"]
+
+
+def test_a_name_that_is_no_node_name_is_refused() -> None:
+    q: NodeQueue[int] = NodeQueue(lambda n, i: None, parallelism=1)
+    for name in ("n/status", "..", "a%2F", ""):
+        with pytest.raises(ValueError, match="node name"):
+            q.put(name, 1)
+    assert q.pending() == 0
+    q.stop()
+
+
+def test_a_permanent_error_drops_the_item_once_and_is_reported() -> None:
+    attempts: list[str] = []
+    dropped: list[tuple[str, str]] = []
+
+    def apply(node: str, item: int) -> None:
+        attempts.append(node)
+        raise Permanent("403 forbidden")
+
+    q: NodeQueue[int] = NodeQueue(
+        apply, parallelism=1, base_delay=0.01, on_permanent=lambda n, e: dropped.append((n, str(e)))
+    )
+    q.put("n", 1)
+    assert q.wait_idle(5)
+    time.sleep(0.1)  # a retry would have run by now
+    q.stop()
+    assert attempts == ["n"] and dropped == [("n", "403 forbidden")]
+
+
+def test_discard_forgets_a_pending_item() -> None:
+    gate = threading.Event()
+    seen: list[tuple[str, int]] = []
+
+    def apply(node: str, item: int) -> None:
+        gate.wait(5)
+        seen.append((node, item))
+
+    q: NodeQueue[int] = NodeQueue(apply, parallelism=1)
+    q.put("a", 1)
+    time.sleep(0.05)
+    q.put("b", 1)
+    q.put("c", 1)
+    q.discard("b")
+    gate.set()
+    assert q.wait_idle(5)
+    q.stop()
+    assert seen == [("a", 1), ("c", 1)]
