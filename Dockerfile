@@ -16,11 +16,14 @@ RUN python -m pip install "grpcio-tools>=1.60" "setuptools>=68" wheel
 COPY pyproject.toml README.md ./
 COPY protos/ protos/
 COPY hack/gen-proto.sh hack/gen-proto.sh
+# The pinned dependency set; hack/image.sh (the engine-less build) installs the same one.
+COPY hack/image-requirements.txt /wheels/image-requirements.txt
 COPY nfd/ nfd/
 # nfd/_proto is generated, never committed; it must be in the wheel.
 RUN PY=python hack/gen-proto.sh \
  && python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m pip wheel --wheel-dir /wheels "$(ls /wheels/nfd-*.whl)[master]"
+ && python -m pip wheel --wheel-dir /wheels -c /wheels/image-requirements.txt \
+      "$(ls /wheels/nfd-*.whl)[master]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="nfd" \
@@ -35,7 +38,8 @@ ENV PYTHONUNBUFFERED=1 \
 # drop pip and setuptools: the image never installs anything at run time, and setuptools'
 # .pth hook would run at every process start (docs/startup.md).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m pip install --no-index --find-links=/wheels "nfd[master]" \
+    python -m pip install --no-index --find-links=/wheels -c /wheels/image-requirements.txt \
+      "nfd[master]" \
  && python -m pip uninstall -y pip setuptools wheel \
  && nfd-worker --version && nfd-master --help >/dev/null && nfd --version \
  && command -v kubectl-nfd
