@@ -18,6 +18,7 @@ COPY protos/ protos/
 COPY hack/gen-proto.sh hack/gen-proto.sh
 # The pinned dependency set; hack/image.sh (the engine-less build) installs the same one.
 COPY hack/image-requirements.txt /wheels/image-requirements.txt
+COPY hack/image-prune.py /wheels/image-prune.py
 COPY nfd/ nfd/
 # nfd/_proto is generated, never committed; it must be in the wheel.
 RUN PY=python hack/gen-proto.sh \
@@ -34,12 +35,14 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     NFD_HOST_PREFIX=/host-
-# Install from the wheels of stage 1 only (--no-index: nothing fetched at this point), then
+# Install from the wheels of stage 1 only (--no-index: nothing fetched at this point),
+# remove what nfd never imports (hack/image-prune.py, as hack/image.sh does), then
 # drop pip and setuptools: the image never installs anything at run time, and setuptools'
 # .pth hook would run at every process start (docs/startup.md).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links=/wheels -c /wheels/image-requirements.txt \
       "nfd[master]" \
+ && python /wheels/image-prune.py \
  && python -m pip uninstall -y pip setuptools wheel \
  && nfd-worker --version && nfd-master --help >/dev/null && nfd --version \
  && command -v kubectl-nfd

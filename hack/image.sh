@@ -76,10 +76,25 @@ wheels_key() { { cat "$LOCK"; echo "$PIP_VERSION ${PIP_TARGET[*]}"; } | sha; }
 image_key() {
   printf '%s\n' "$(debian_key)" "$(wheels_key)" "$(source_hash)" \
     "$(sha256sum <Dockerfile)" "$(sha256sum <hack/image.sh)" "$(sha256sum <hack/oci.py)" \
+    "$(sha256sum <hack/image-prune.py)" \
     "$(image_name)" | sha
 }
 
 image_name() { "$PY" hack/oci.py name deploy/base/kustomization.yaml nfd; }
+
+# Debian packages the builds need, installed when missing (root on Debian, as in CI).
+ensure_packages() {
+  local missing=() pair
+  for pair in "$@"; do
+    [ -e "${pair%%=*}" ] || missing+=("${pair#*=}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+  log "installing ${missing[*]} (apt-get)"
+  apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends "${missing[@]}" >&2
+}
 
 need_root() {
   [ "$(id -u)" = 0 ] || die "building the image needs root (mmdebstrap and chroot); CI runs as root"
@@ -96,7 +111,6 @@ with_lock() {
 # unpack docs (copyright files excepted: they are the licences), man pages or locales.
 debian_rootfs() {
   local out=$1
-  command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: apt-get install mmdebstrap"
   log "debian: mmdebstrap $SUITE minbase + $DEBIAN_PACKAGES (a few minutes, once)"
   mmdebstrap --quiet --variant=minbase --include="$DEBIAN_PACKAGES" --format=tar \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
@@ -146,7 +160,7 @@ build_image() {
   build_own_wheel "$work/wheels"
   cp "$wheels"/*.whl "$work/wheels/"
   mkdir "$work/rootfs/tmp/wheels"
-  cp "$work/wheels"/*.whl "$LOCK" "$work/rootfs/tmp/wheels/"
+  cp "$work/wheels"/*.whl "$LOCK" hack/image-prune.py "$work/rootfs/tmp/wheels/"
   local pip_whl
   pip_whl=$(cd "$work/rootfs/tmp/wheels" && ls pip-"$PIP_VERSION"-*.whl)
   # Installed by the image's own interpreter, as the Dockerfile's second stage does it
@@ -157,6 +171,7 @@ build_image() {
     /usr/bin/python3 "/tmp/wheels/$pip_whl/pip" install -q --no-index --no-cache-dir \
     --disable-pip-version-check --root-user-action=ignore --break-system-packages \
     --find-links /tmp/wheels -c "/tmp/wheels/$(basename "$LOCK")" 'nfd[master]' >&2
+  chroot "$work/rootfs" env -i /usr/bin/python3 /tmp/wheels/image-prune.py >&2
   rm -rf "$work/rootfs/tmp/wheels" "$work/rootfs/tmp/.cache" "$work/rootfs/root/.cache"
   # The Dockerfile's checks: every entry point starts, as the image's user.
   chroot --userspec=65534:65534 "$work/rootfs" env -i PATH=/usr/local/bin:/usr/bin:/bin \
@@ -168,14 +183,27 @@ build_image() {
   for e in "${BASE_ENV[@]}"; do env_args+=(--env "$e"); done
   "$PY" hack/oci.py archive --root "$work/rootfs" --name "$(image_name)" --out "$out" \
     --dockerfile Dockerfile "${env_args[@]}"
-  ln -sfn "$(basename "$out")" "$CACHE/nfd-latest.tar"
   rm -rf "$work"
   trap - EXIT
+}
+
+# Keep the newest few of each kind (worktrees with different sources share the cache).
+prune_cache() {
+  local kind keep old
+  for kind in nfd-*.tar:3 debian-*.tar:2 pause-*.tar:2; do
+    keep=${kind##*:}
+    # shellcheck disable=SC2012
+    for old in $(cd "$CACHE" && ls -t ${kind%:*} 2>/dev/null | tail -n +$((keep + 1))); do
+      rm -rf "${CACHE:?}/$old" "$CACHE/${old%.tar}.rootfs"
+    done
+  done
+  find "$CACHE" -maxdepth 1 -name 'wheels-*' -type d -mtime +30 -exec rm -rf {} +
 }
 
 cmd_build() {
   need_root
   [ -x "$PY" ] || die "$PY is missing: run 'make venv' first"
+  ensure_packages /usr/bin/mmdebstrap=mmdebstrap
   with_lock
   local key out base wheels
   key=$(image_key)
@@ -190,6 +218,7 @@ cmd_build() {
     [ -d "$wheels" ] || fetch_wheels "$wheels"
     build_image "$key" "$out" "$base" "$wheels"
     log "built $out in $((SECONDS - t0)) s ($(du -m "$out" | cut -f1) MiB)"
+    prune_cache
   fi
   echo "$out"
 }
@@ -215,7 +244,7 @@ EOF
 }
 
 cmd_pause() {
-  command -v gcc >/dev/null || die "gcc is missing: apt-get install gcc libc6-dev"
+  ensure_packages /usr/bin/gcc=gcc /usr/lib/x86_64-linux-gnu/libc.a=libc6-dev
   with_lock
   local key out work
   key=$(printf '%s\n' "$(sha256sum <hack/pause.c)" "$(gcc -dumpfullversion) $(gcc -dumpmachine)" \

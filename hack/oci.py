@@ -170,7 +170,7 @@ def _layer_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 def write_layer(root: Path, blob: IO[bytes]) -> tuple[str, str, int]:
     """Write `root` as a gzip tar layer to `blob`; return (diff_id, digest, size)."""
     compressed = Hashing(blob)
-    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=6) as gz:
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=1) as gz:
         plain = Hashing(gz)
         with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for entry in sorted(os.listdir(root)):
