@@ -172,7 +172,9 @@ build_image() {
     --disable-pip-version-check --root-user-action=ignore --break-system-packages \
     --find-links /tmp/wheels -c "/tmp/wheels/$(basename "$LOCK")" 'nfd[master]' >&2
   chroot "$work/rootfs" env -i /usr/bin/python3 /tmp/wheels/image-prune.py >&2
-  rm -rf "$work/rootfs/tmp/wheels" "$work/rootfs/tmp/.cache" "$work/rootfs/root/.cache"
+  # Build leftovers; info/dir is install-info's index of the (excluded) info pages.
+  rm -rf "$work/rootfs/tmp/wheels" "$work/rootfs/tmp/.cache" "$work/rootfs/root/.cache" \
+    "$work/rootfs/usr/share/info/dir"
   # The Dockerfile's checks: every entry point starts, as the image's user.
   chroot --userspec=65534:65534 "$work/rootfs" env -i PATH=/usr/local/bin:/usr/bin:/bin \
     PYTHONDONTWRITEBYTECODE=1 sh -c \

@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 from types import ModuleType
 
@@ -43,8 +44,9 @@ def blob(archive: tarfile.TarFile, digest: str) -> bytes:
     return data
 
 
-def read_image(path: Path) -> tuple[dict, dict, dict, bytes]:
-    """(index, manifest, config, uncompressed layer), every digest and size checked."""
+def read_image(path: Path, layer: bool = True) -> tuple[dict, dict, dict, int]:
+    """(index, manifest, config, uncompressed layer size), every digest and size checked
+    (the layer's only when `layer`)."""
     with tarfile.open(path) as archive:
         assert json.loads(archive.extractfile("oci-layout").read()) == {  # type: ignore[union-attr]
             "imageLayoutVersion": "1.0.0"
@@ -57,16 +59,33 @@ def read_image(path: Path) -> tuple[dict, dict, dict, bytes]:
         config_bytes = blob(archive, manifest["config"]["digest"])
         assert len(config_bytes) == manifest["config"]["size"]
         config = json.loads(config_bytes)
-        (layer,) = manifest["layers"]
-        compressed = blob(archive, layer["digest"])
-        assert len(compressed) == layer["size"]
-        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
-        plain = gzip.decompress(compressed)
-    assert config["rootfs"] == {
-        "type": "layers",
-        "diff_ids": ["sha256:" + hashlib.sha256(plain).hexdigest()],
-    }
-    return index, manifest, config, plain
+        (desc,) = manifest["layers"]
+        assert desc["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        if not layer:
+            return index, manifest, config, 0
+        member = archive.extractfile("blobs/sha256/" + desc["digest"].split(":", 1)[1])
+        assert member is not None
+        compressed, plain, size = hashlib.sha256(), hashlib.sha256(), 0
+        decompressor = zlib.decompressobj(wbits=31)  # gzip
+        while chunk := member.read(1 << 20):
+            compressed.update(chunk)
+            data = decompressor.decompress(chunk)
+            plain.update(data)
+            size += len(data)
+        assert decompressor.eof
+        assert "sha256:" + compressed.hexdigest() == desc["digest"]
+        assert member.tell() == desc["size"]
+    assert config["rootfs"] == {"type": "layers", "diff_ids": ["sha256:" + plain.hexdigest()]}
+    return index, manifest, config, size
+
+
+def layer_members(path: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(path) as archive:
+        index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(blob(archive, index["manifests"][0]["digest"]))
+        digest = manifest["layers"][0]["digest"]
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(archive, digest)))) as layer:
+            return {m.name: m for m in layer.getmembers()}
 
 
 def test_archive_is_an_oci_layout_with_the_containerd_name(tmp_path: Path) -> None:
@@ -80,7 +99,7 @@ def test_archive_is_an_oci_layout_with_the_containerd_name(tmp_path: Path) -> No
     out = tmp_path / "out" / "image.tar"
     oci.write_archive(root, runtime, "nfd:0.1.0", out)
 
-    index, manifest, config, plain = read_image(out)
+    index, manifest, config, _ = read_image(out)
     assert index["manifests"][0]["annotations"] == {
         "io.containerd.image.name": "docker.io/library/nfd:0.1.0",
         "org.opencontainers.image.ref.name": "0.1.0",
@@ -88,8 +107,7 @@ def test_archive_is_an_oci_layout_with_the_containerd_name(tmp_path: Path) -> No
     assert index["manifests"][0]["platform"] == {"architecture": "amd64", "os": "linux"}
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert config["config"] == {"Env": ["A=1"], "User": "65534:65534", "Cmd": ["hello"]}
-    with tarfile.open(fileobj=io.BytesIO(plain)) as layer:
-        members = {m.name: m for m in layer.getmembers()}
+    members = layer_members(out)
     assert list(members) == sorted(members), "layer entries are not in a stable order"
     assert members["bin/hello"].mode & 0o777 == 0o755
     assert members["bin/hi"].islnk() and members["bin/hi"].linkname == "bin/hello"
