@@ -23,6 +23,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 PY=${PY:-$REPO/.venv/bin/python}
+# hack/oci.py needs only the standard library: any python3 does when there is no venv yet.
+OCI_PY=$PY
+[ -x "$OCI_PY" ] || OCI_PY=$(command -v python3)
 CACHE=${NFD_IMAGE_CACHE:-$HOME/.cache/nfd/images}
 LOCK=hack/image-requirements.txt
 
@@ -52,19 +55,16 @@ die() { log "$*"; exit 1; }
 sha() { sha256sum | cut -c1-16; }
 
 # The files that go into our wheel: exactly what the Dockerfile copies (.dockerignore),
-# tracked or not, generated code and bytecode excluded.
+# tracked or not, generated code, bytecode and files deleted from the work tree excluded.
 wheel_inputs() {
+  local f
   git ls-files -z --cached --others --exclude-standard -- \
     pyproject.toml README.md protos hack/gen-proto.sh nfd |
-    grep -zv -e '^nfd/_proto/' -e '__pycache__' -e '\.pyc$' | sort -z
+    grep -zv -e '^nfd/_proto/' -e '__pycache__' -e '\.pyc$' | sort -zu |
+    while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done
 }
 
-source_hash() {
-  local f
-  wheel_inputs | while IFS= read -r -d '' f; do
-    [ -e "$f" ] && printf '%s\0%s\n' "$f" "$(sha256sum <"$f" | cut -d' ' -f1)"
-  done | sha
-}
+source_hash() { wheel_inputs | xargs -0 sha256sum | sha; }
 
 debian_key() {
   printf '%s\n' "$SUITE" "$MIRROR" "$SECURITY_MIRROR" "$DEBIAN_EPOCH" "$DEBIAN_PACKAGES" \
@@ -80,7 +80,7 @@ image_key() {
     "$(image_name)" | sha
 }
 
-image_name() { "$PY" hack/oci.py name deploy/base/kustomization.yaml nfd; }
+image_name() { "$OCI_PY" hack/oci.py name deploy/base/kustomization.yaml nfd; }
 
 # Debian packages the builds need, installed when missing (root on Debian, as in CI).
 ensure_packages() {
@@ -145,8 +145,10 @@ build_own_wheel() {
   ctx=$(mktemp -d)
   wheel_inputs | tar -c --null -T - | tar -x -C "$ctx"
   PY=$PY bash "$ctx/hack/gen-proto.sh"
+  # setuptools' deprecation chatter only when the build fails.
   "$PY" -m pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check \
-    --wheel-dir "$out" "$ctx" >&2
+    --wheel-dir "$out" "$ctx" >"$ctx.log" 2>&1 || { cat "$ctx.log" >&2; die "our wheel did not build"; }
+  rm -f "$ctx.log"
   rm -rf "$ctx"
 }
 
@@ -183,7 +185,7 @@ build_image() {
   log "image: writing the OCI archive"
   local env_args=()
   for e in "${BASE_ENV[@]}"; do env_args+=(--env "$e"); done
-  "$PY" hack/oci.py archive --root "$work/rootfs" --name "$(image_name)" --out "$out" \
+  "$OCI_PY" hack/oci.py archive --root "$work/rootfs" --name "$(image_name)" --out "$out" \
     --dockerfile Dockerfile "${env_args[@]}"
   rm -rf "$work"
   trap - EXIT
@@ -225,13 +227,14 @@ cmd_build() {
   echo "$out"
 }
 
+# The nfd image's layer unpacked (for tests that look inside it), next to its archive.
 cmd_rootfs() {
-  local archive dir
+  local archive dir tmp
   archive=$(cmd_build | tail -n 1)
   dir=${archive%.tar}.rootfs
   if [ ! -d "$dir" ]; then
-    rm -rf "$dir.partial"; mkdir -p "$dir.partial"
-    "$PY" - "$archive" "$dir.partial" <<'EOF'
+    tmp=$(mktemp -d "$dir.XXXXXX")
+    "$OCI_PY" - "$archive" "$tmp" <<'EOF'
 import json, sys, tarfile
 with tarfile.open(sys.argv[1]) as oci:
     index = json.load(oci.extractfile("index.json"))
@@ -240,7 +243,8 @@ with tarfile.open(sys.argv[1]) as oci:
         with tarfile.open(fileobj=oci.extractfile("blobs/sha256/" + layer["digest"][7:])) as t:
             t.extractall(sys.argv[2], filter="tar")
 EOF
-    mv "$dir.partial" "$dir"
+    # Another run may have unpacked it meanwhile: keep theirs.
+    mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
   fi
   echo "$dir"
 }
@@ -256,7 +260,7 @@ cmd_pause() {
     work=$(mktemp -d "$CACHE/.pause-XXXXXX")
     mkdir "$work/root"
     gcc -Os -static -Wall -Werror -s -o "$work/root/pause" hack/pause.c
-    "$PY" hack/oci.py archive --root "$work/root" --name "$PAUSE_NAME" --out "$out" \
+    "$OCI_PY" hack/oci.py archive --root "$work/root" --name "$PAUSE_NAME" --out "$out" \
       --user 65535:65535 --entrypoint '["/pause"]'
     rm -rf "$work"
     log "built $out"
