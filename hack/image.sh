@@ -112,6 +112,7 @@ with_lock() {
 debian_rootfs() {
   local out=$1
   log "debian: mmdebstrap $SUITE minbase + $DEBIAN_PACKAGES (a few minutes, once)"
+  rm -f "$out.partial"
   mmdebstrap --quiet --variant=minbase --include="$DEBIAN_PACKAGES" --format=tar \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --aptopt='Acquire::Languages "none"' \
@@ -141,25 +142,24 @@ fetch_wheels() {
 # Our wheel, built as the Dockerfile's first stage builds it: from a copy of exactly the
 # files it copies, with the gRPC code generated in that copy.
 build_own_wheel() {
-  local out=$1 ctx
-  ctx=$(mktemp -d)
+  local out=$1 ctx=$2
+  mkdir "$ctx"
   wheel_inputs | tar -c --null -T - | tar -x -C "$ctx"
   PY=$PY bash "$ctx/hack/gen-proto.sh"
   # setuptools' deprecation chatter only when the build fails.
   "$PY" -m pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check \
     --wheel-dir "$out" "$ctx" >"$ctx.log" 2>&1 || { cat "$ctx.log" >&2; die "our wheel did not build"; }
-  rm -f "$ctx.log"
-  rm -rf "$ctx"
+  rm -rf "$ctx" "$ctx.log"
 }
 
 build_image() {
-  local key=$1 out=$2 base=$3 wheels=$4 work
+  local out=$1 base=$2 wheels=$3 work
   work=$(mktemp -d "$CACHE/.build-XXXXXX")
   # shellcheck disable=SC2064
   trap "rm -rf '$work'" EXIT
   mkdir "$work/rootfs" "$work/wheels"
   tar -xpf "$base" -C "$work/rootfs"
-  build_own_wheel "$work/wheels"
+  build_own_wheel "$work/wheels" "$work/context"
   cp "$wheels"/*.whl "$work/wheels/"
   mkdir "$work/rootfs/tmp/wheels"
   cp "$work/wheels"/*.whl "$LOCK" hack/image-prune.py "$work/rootfs/tmp/wheels/"
@@ -220,7 +220,7 @@ cmd_build() {
     [ -f "$base" ] || debian_rootfs "$base"
     wheels=$CACHE/wheels-$(wheels_key)
     [ -d "$wheels" ] || fetch_wheels "$wheels"
-    build_image "$key" "$out" "$base" "$wheels"
+    build_image "$out" "$base" "$wheels"
     log "built $out in $((SECONDS - t0)) s ($(du -m "$out" | cut -f1) MiB)"
     prune_cache
   fi
