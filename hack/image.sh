@@ -7,6 +7,7 @@
 #   hack/image.sh pause-name  the pause image's reference
 #   hack/image.sh rootfs      print the path of the nfd image's unpacked rootfs (for tests)
 #   hack/image.sh lock        re-resolve hack/image-requirements.txt from pyproject.toml
+#   hack/image.sh key         the nfd image's cache key (the hash of all its inputs)
 #
 # nfd image: a Debian rootfs (mmdebstrap --variant=minbase, python3 from Debian) plus our
 # wheel and the pinned wheels of hack/image-requirements.txt (the Dockerfile pins the same
@@ -303,5 +304,6 @@ case ${1:-} in
   pause-name) echo "$PAUSE_NAME" ;;
   rootfs) cmd_rootfs ;;
   lock) cmd_lock ;;
-  *) die "usage: $0 build|name|pause|pause-name|rootfs|lock" ;;
+  key) image_key ;;
+  *) die "usage: $0 build|name|pause|pause-name|rootfs|lock|key" ;;
 esac
