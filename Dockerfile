@@ -3,6 +3,9 @@
 #
 #   docker build -t registry.example.com/nfd:0.1.0 .
 #
+# Without Docker or a registry, `make image` (hack/image.sh) builds the same image from
+# Debian's python3 and the same pinned wheels; tests/image checks that the two agree.
+#
 # Stage 1 generates the gRPC code and builds wheels (the package and all its dependencies);
 # stage 2 installs only those wheels, without network access or build tools, and runs as
 # an unprivileged user with no shell tools beyond what the slim base has (hook scripts in
