@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMPS := .make-stamps
 
-.PHONY: install venv proto binaries test lint unit e2e run bench clean
+.PHONY: install venv proto binaries image test lint unit e2e run bench clean
 
 install: venv proto binaries
 
@@ -27,6 +27,11 @@ binaries:
 	@for s in hack/control-plane.sh hack/upstream-nfd.sh hack/helm.sh; do \
 	  if [ -x $$s ]; then echo "== $$s build"; $$s build || exit 1; fi; \
 	done
+
+# The nfd OCI image, built from Debian packages and our wheels without a registry or a
+# container engine (root: mmdebstrap); prints the archive's path last. See docs/deploy.md.
+image: venv
+	hack/image.sh build
 
 lint: install
 	$(VENV)/bin/ruff check nfd tests bench

@@ -125,7 +125,10 @@ cmd_build() {
   build_etcd
   build_kubernetes
   "$BIN_DIR/kube-apiserver" --version >&2
-  "$BIN_DIR/etcd" --version | head -1 >&2
+  # Not `| head -1`: under pipefail, etcd's SIGPIPE after head exits fails the build.
+  local etcd_version
+  etcd_version=$("$BIN_DIR/etcd" --version)
+  echo "${etcd_version%%$'\n'*}" >&2
   log "done in $((SECONDS - start))s; binaries in $BIN_DIR"
 }
 

@@ -93,7 +93,8 @@ cmd_build() {
     while read -r rep; do go_env mod edit -replace="$rep"; done
   # k8s.io/kubernetes requires its staging modules at v0.0.0; resolve every one of them with
   # the published staging version (v1.X.Y -> v0.X.Y), read from that k8s go.mod.
-  k8s_version=$(sed -n 's#^[[:space:]]*k8s\.io/kubernetes[[:space:]]\+\(v[^[:space:]]\+\).*#\1#p' "$nfd_gomod" | head -1)
+  # The first match only; sed quits itself (a `| head -1` would SIGPIPE it under pipefail).
+  k8s_version=$(sed -n 's#^[[:space:]]*k8s\.io/kubernetes[[:space:]]\+\(v[^[:space:]]\+\).*#\1#;T;p;q' "$nfd_gomod")
   staging=v0.${k8s_version#v1.}
   for module in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$(mod_file "k8s.io/kubernetes@$k8s_version")"); do
     go_env mod edit -replace="$module=$module@$staging"
