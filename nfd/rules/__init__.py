@@ -61,6 +61,7 @@ from nfd.rules.errors import (
 from nfd.rules.expression import OPS, MatchExpression
 from nfd.rules.limits import (
     MAX_EXPRESSION_VALUES,
+    MAX_EXPRESSIONS_PER_RULE,
     MAX_EXPRESSIONS_PER_TERM,
     MAX_MATCH_ANY,
     MAX_NAME_LENGTH,
@@ -76,6 +77,7 @@ from nfd.rules.validate import validate_rules
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "MAX_EXPRESSIONS_PER_RULE",
     "MAX_EXPRESSIONS_PER_TERM",
     "MAX_EXPRESSION_VALUES",
     "MAX_MATCH_ANY",

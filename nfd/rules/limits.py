@@ -19,6 +19,8 @@ MAX_TERMS_PER_RULE = 1_000
 MAX_MATCH_ANY = 1_000
 # matchExpressions of one feature term.
 MAX_EXPRESSIONS_PER_TERM = 1_000
+# matchExpressions of one rule, over all of its terms.
+MAX_EXPRESSIONS_PER_RULE = 10_000
 # Values of one expression (In, NotIn, InRegexp).
 MAX_EXPRESSION_VALUES = 10_000
 # labelsTemplate and varsTemplate, each, in UTF-8 bytes.

@@ -23,6 +23,7 @@ from nfd.rules.expression import OPS, MatchExpression
 from nfd.rules.legacy import convert_legacy_rule
 from nfd.rules.limits import (
     MAX_EXPRESSION_VALUES,
+    MAX_EXPRESSIONS_PER_RULE,
     MAX_EXPRESSIONS_PER_TERM,
     MAX_MATCH_ANY,
     MAX_NAME_LENGTH,
@@ -198,15 +199,17 @@ def parse_rule(raw: Any, where: str, origin: str = "", *, worker: bool = False) 
     rule.labels_template = _template(raw.get("labelsTemplate"), f"{label}: labelsTemplate")
     rule.vars_template = _template(raw.get("varsTemplate"), f"{label}: varsTemplate")
     rule.taints = _taints(raw.get("taints"), f"{label}: taints")
-    rule.match_features = parse_terms(
-        raw.get("matchFeatures"), f"{label}: matchFeatures", worker=worker
-    )
-    terms_left = MAX_TERMS_PER_RULE - len(rule.match_features)
     match_any = raw.get("matchAny")
     if match_any is not None:
         if not isinstance(match_any, list):
             raise RuleError(f"{label}: matchAny: expected a list, got {kind_of(match_any)}")
         _check_count(match_any, MAX_MATCH_ANY, "elements (MAX_MATCH_ANY)", f"{label}: matchAny")
+    _check_expression_total(raw.get("matchFeatures"), match_any, label)
+    rule.match_features = parse_terms(
+        raw.get("matchFeatures"), f"{label}: matchFeatures", worker=worker
+    )
+    terms_left = MAX_TERMS_PER_RULE - len(rule.match_features)
+    if match_any is not None:
         for i, elem in enumerate(match_any):
             elem_where = f"{label}: matchAny[{i}]"
             if not isinstance(elem, Mapping):
@@ -223,6 +226,26 @@ def parse_rule(raw: Any, where: str, origin: str = "", *, worker: bool = False) 
             terms_left -= len(terms)
             rule.match_any.append(terms)
     return [rule]
+
+
+def _check_expression_total(match_features: Any, match_any: list[Any] | None, label: str) -> None:
+    # Counted on the raw document, before any expression is built.
+    term_lists = [match_features] + [
+        elem.get("matchFeatures") for elem in match_any or () if isinstance(elem, Mapping)
+    ]
+    total = 0
+    for terms in term_lists:
+        if not isinstance(terms, list):
+            continue
+        for term in terms[: MAX_TERMS_PER_RULE + 1]:
+            exprs = term.get("matchExpressions") if isinstance(term, Mapping) else None
+            if isinstance(exprs, list | Mapping):
+                total += len(exprs)
+    if total > MAX_EXPRESSIONS_PER_RULE:
+        raise RuleError(
+            f"{label}: {total} matchExpressions, over the limit of {MAX_EXPRESSIONS_PER_RULE} "
+            "per rule (MAX_EXPRESSIONS_PER_RULE)"
+        )
 
 
 def parse_terms(
