@@ -48,7 +48,9 @@ class Meter:
         self.budget = budget
         self.steps = 0
         self.deadline = time.monotonic() + budget.max_seconds
-        self._next_clock = min(_CLOCK_EVERY, budget.max_steps + 1)
+        self._next_clock = (
+            _CLOCK_EVERY if budget.max_steps >= _CLOCK_EVERY else budget.max_steps + 1
+        )
 
     def charge(self, steps: int = 1) -> None:
         """Spend ``steps``; raise BudgetExhausted when the budget is gone."""

@@ -125,12 +125,13 @@ def execute_rule(
 ) -> SingleRuleOutput:
     """Upstream's Execute with failFast; RuleExecutionError names rule and cause."""
     budget = DEFAULT_BUDGET if budget is None else budget
-    origin = f"{rule.origin}: " if rule.origin else ""
     try:
         return _execute(rule, features, Meter(budget))
     except (ExpressionError, TemplateError) as err:
+        origin = f"{rule.origin}: " if rule.origin else ""
         raise RuleExecutionError(f"{origin}rule {rule.name!r} failed: {err}") from None
     except BudgetExhausted as err:
+        origin = f"{rule.origin}: " if rule.origin else ""
         raise RuleBudgetExceeded(
             f"{origin}rule {rule.name!r} failed: exceeded its evaluation budget ({budget}): {err}"
         ) from None

@@ -261,11 +261,13 @@ def match_instances(
     meter: Meter | None = None,
 ) -> tuple[bool, list[Element]]:
     """Instances that satisfy every expression on their own."""
+    if not instances:
+        return False, []
     meter = Meter() if meter is None else meter
     # Charged per instance, for all of its expressions (an upper bound: it fails fast).
-    per_instance = sum(expr.cost for expr in exprs.values())
+    per_instance = sum([expr.cost for expr in exprs.values()])
     matched: list[Element] = []
-    for inst in instances or ():
+    for inst in instances:
         meter.charge(per_instance)
         ok = True
         for name, expr in exprs.items():
@@ -289,8 +291,10 @@ def match_multi(
     meter = Meter() if meter is None else meter
     matched: list[Element] = []
     is_match = flags is not None or attrs is not None
+    # Charged once for the term (at most MAX_EXPRESSIONS_PER_TERM): cheaper than per expression.
+    cost = 0
     for name, expr in exprs.items():
-        meter.charge(expr.cost)
+        cost += expr.cost
         match_k = match_v = False
         if flags is not None:
             match_k = expr.evaluate(name in flags, None)
@@ -310,6 +314,7 @@ def match_multi(
         if not match_k and not match_v:
             is_match, matched = False, []
             break
+    meter.charge(cost)
     matched.sort(key=lambda e: e["Name"])
     inst_match, inst_elems = match_instances(exprs, instances, meter)
     return is_match or inst_match, matched + inst_elems
@@ -326,12 +331,13 @@ def match_names_multi(
     meter = Meter() if meter is None else meter
     cost = expr.cost
     matched: list[Element] = []
+    # Every name is evaluated: charged up front, once per kind.
+    meter.charge(cost * len(flags or ()))
     for name in flags or ():
-        meter.charge(cost)
         if expr.evaluate(True, name):
             matched.append({"Name": name})
+    meter.charge(cost * len(attrs or ()))
     for name, value in (attrs or {}).items():
-        meter.charge(cost)
         if expr.evaluate(True, name):
             matched.append({"Name": name, "Value": value})
     matched.sort(key=lambda e: e["Name"])
