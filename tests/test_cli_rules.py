@@ -172,3 +172,28 @@ def test_validate_worker_files(tmp_path: Path) -> None:
     assert nfd("validate", "--worker", str(custom_d)).returncode == 0
     result = nfd("validate", str(custom_d))
     assert result.returncode == 1 and "matchOn" in result.stdout
+
+
+def test_validate_and_dryrun_refuse_an_oversized_file_unread(tmp_path: Path) -> None:
+    from nfd.rules import MAX_RULE_TEXT_BYTES
+
+    big = tmp_path / "big.yaml"
+    one = "- {name: r, labels: {a: b}, matchFeatures: [{feature: a.b}]}\n"
+    big.write_text("rules:\n" + one * 420_000)  # 54 MB, 420,000 rules
+    result = nfd("validate", str(big))
+    assert result.returncode == 1
+    assert f"larger than the {MAX_RULE_TEXT_BYTES}-byte limit (MAX_RULE_TEXT_BYTES)" in (
+        result.stdout
+    )
+    features = tmp_path / "features.json"
+    features.write_text(json.dumps(FAKE_FEATURES))
+    result = nfd("dryrun", "--rule", str(big), "--features", str(features))
+    assert result.returncode == 2
+    assert "MAX_RULE_TEXT_BYTES" in result.stderr
+
+
+def test_validate_reads_crlf_files_as_text_mode_did(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(b"rules:\r\n  - name: r\r\n    labels: {a: b}\r\n")
+    result = nfd("validate", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -24,7 +24,13 @@ from typing import Any
 import yaml
 
 from nfd.features import FeatureFormatError, Features
-from nfd.rules import RuleError, execute_rules, load_rules, validate_rules
+from nfd.rules import (
+    MAX_RULE_TEXT_BYTES,
+    RuleError,
+    execute_rules,
+    load_rules,
+    validate_rules,
+)
 
 
 class InputError(ValueError):
@@ -58,14 +64,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     validate.set_defaults(func=run_validate)
 
 
-def _read(path: str) -> str:
+def _read(path: str, limit: int | None = None) -> str:
+    """The file's text; with ``limit``, refused unread past ``limit`` bytes."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        with open(path, "rb") as f:
+            data = f.read() if limit is None else f.read(limit + 1)
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror}") from None
+    if limit is not None and len(data) > limit:
+        raise InputError(
+            f"{path}: rule file larger than the {limit}-byte limit (MAX_RULE_TEXT_BYTES)"
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text: {err}") from None
+    # Universal newlines, as a file opened in text mode reads.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def merge_nodefeature(into: Features, other: Features) -> None:
@@ -116,7 +131,7 @@ def _dump(document: Any, fmt: str) -> str:
 
 def run_dryrun(args: argparse.Namespace) -> int:
     try:
-        rules = load_rules(_read(args.rule), args.rule)
+        rules = load_rules(_read(args.rule, MAX_RULE_TEXT_BYTES), args.rule)
         if args.features:
             features = parse_features_document(_read(args.features), args.features)
         else:
@@ -135,7 +150,7 @@ def run_validate(args: argparse.Namespace) -> int:
     problems_total = 0
     for path in args.files:
         try:
-            problems = validate_rules(_read(path), path, worker=args.worker)
+            problems = validate_rules(_read(path, MAX_RULE_TEXT_BYTES), path, worker=args.worker)
         except InputError as err:
             problems = [str(err)]
         for problem in problems:

@@ -7,19 +7,23 @@ the caller's Features are never changed.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
 from nfd.features import Features
-from nfd.log import get_logger
-from nfd.record import Record
-from nfd.rules.errors import ExpressionError, TemplateError
+from nfd.rules.budget import DEFAULT_BUDGET, BudgetExhausted, EvalBudget, Meter
+from nfd.rules.errors import (
+    ExpressionError,
+    RuleBudgetExceeded,
+    RuleExecutionError,
+    TemplateError,
+)
 from nfd.rules.expression import Element, match_multi, match_names_multi
+from nfd.rules.model import FeatureTerm, Rule
+from nfd.rules.template import Template, expand_map
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-    from nfd.rules.schema import FeatureTerm, Rule
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 RULE_BACKREF_FEATURE = "rule.matched"
 
@@ -27,46 +31,22 @@ RULE_BACKREF_FEATURE = "rule.matched"
 MatchedFeatures = dict[str, dict[str, list[Element]]]
 
 
-class RuleExecutionError(ValueError):
-    """A rule that errored; the message names the rule and what failed."""
-
-
-class RuleOutput(Record):
+@dataclass
+class RuleOutput:
     """What a set of rules produced. Keys are as the rules wrote them."""
 
-    __slots__ = (
-        "labels",
-        "annotations",
-        "taints",
-        "extended_resources",
-        "vars",
-        "errors",
-        "matched_rules",
-    )
-
-    def __init__(
-        self,
-        labels: dict[str, str] | None = None,
-        annotations: dict[str, str] | None = None,
-        taints: list[dict[str, str]] | None = None,
-        extended_resources: dict[str, str] | None = None,
-        vars: dict[str, str] | None = None,
-        errors: list[str] | None = None,
-        matched_rules: list[str] | None = None,
-    ) -> None:
-        # None stands for a fresh empty container (a dataclass default_factory).
-        self.labels: dict[str, str] = {} if labels is None else labels
-        self.annotations: dict[str, str] = {} if annotations is None else annotations
-        # Each taint: {"key", "value", "effect"}.
-        self.taints: list[dict[str, str]] = [] if taints is None else taints
-        self.extended_resources: dict[str, str] = (
-            {} if extended_resources is None else extended_resources
-        )
-        self.vars: dict[str, str] = {} if vars is None else vars
-        # One line per rule that errored (skipped) or dynamic value that failed.
-        self.errors: list[str] = [] if errors is None else errors
-        # Names of the rules that matched, in order.
-        self.matched_rules: list[str] = [] if matched_rules is None else matched_rules
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    # Each taint: {"key", "value", "effect"}.
+    taints: list[dict[str, str]] = field(default_factory=list)
+    extended_resources: dict[str, str] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)
+    # One line per rule that errored (skipped) or dynamic value that failed.
+    errors: list[str] = field(default_factory=list)
+    # Names of the rules that matched, in order.
+    matched_rules: list[str] = field(default_factory=list)
+    # Names of the rules that errored (over their budget or otherwise), in order.
+    failed_rules: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``nfd dryrun`` document."""
@@ -78,26 +58,26 @@ class RuleOutput(Record):
         }
 
 
-class SingleRuleOutput(Record):
+@dataclass
+class SingleRuleOutput:
     """One rule's result: whether it matched, and its labels and vars."""
 
-    __slots__ = ("matched", "labels", "vars")
-
-    def __init__(
-        self,
-        matched: bool,
-        labels: dict[str, str] | None = None,
-        vars: dict[str, str] | None = None,
-    ) -> None:
-        self.matched = matched
-        self.labels: dict[str, str] = {} if labels is None else labels
-        self.vars: dict[str, str] = {} if vars is None else vars
+    matched: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)
 
 
 def execute_rules(
-    rules: list[Rule], features: Features, *, resolve_dynamic: bool = True
+    rules: list[Rule],
+    features: Features,
+    *,
+    resolve_dynamic: bool = True,
+    budget: EvalBudget | None = None,
 ) -> RuleOutput:
     """Run ``rules`` in order; a rule that errors is skipped and recorded.
+
+    Each rule gets ``budget`` (DEFAULT_BUDGET when None) for its whole evaluation;
+    one that runs out fails with RuleBudgetExceeded, like any other error.
 
     ``resolve_dynamic`` replaces ``@domain.feature.element`` label and
     extended-resource values as the master does (after all rules ran, so
@@ -113,10 +93,11 @@ def execute_rules(
     out = RuleOutput()
     for rule in rules:
         try:
-            result = execute_rule(rule, work)
+            result = execute_rule(rule, work, budget)
         except RuleExecutionError as err:
             log.warning("%s", err)
             out.errors.append(str(err))
+            out.failed_rules.append(rule.name)
             continue
         # As upstream, the feature exists once a rule ran without error.
         work.attributes[RULE_BACKREF_FEATURE] = backrefs
@@ -139,48 +120,61 @@ def execute_rules(
     return out
 
 
-def execute_rule(rule: Rule, features: Features) -> SingleRuleOutput:
+def execute_rule(
+    rule: Rule, features: Features, budget: EvalBudget | None = None
+) -> SingleRuleOutput:
     """Upstream's Execute with failFast; RuleExecutionError names rule and cause."""
+    budget = DEFAULT_BUDGET if budget is None else budget
     try:
-        return _execute(rule, features)
+        return _execute(rule, features, Meter(budget))
     except (ExpressionError, TemplateError) as err:
         origin = f"{rule.origin}: " if rule.origin else ""
         raise RuleExecutionError(f"{origin}rule {rule.name!r} failed: {err}") from None
+    except BudgetExhausted as err:
+        origin = f"{rule.origin}: " if rule.origin else ""
+        raise RuleBudgetExceeded(
+            f"{origin}rule {rule.name!r} failed: exceeded its evaluation budget ({budget}): {err}"
+        ) from None
 
 
-def _execute(rule: Rule, features: Features) -> SingleRuleOutput:
+def _execute(rule: Rule, features: Features, meter: Meter) -> SingleRuleOutput:
     labels: dict[str, str] = {}
     vars_: dict[str, str] = {}
     has_templates = bool(rule.labels_template or rule.vars_template)
     if rule.match_any:
         any_matched = False
         for terms in rule.match_any:
-            matched, data = evaluate_terms(terms, features)
+            meter.charge()
+            matched, data = evaluate_terms(terms, features, meter)
             if not matched:
                 continue
             any_matched = True
             if not has_templates:
                 break
-            _expand(rule, "labelsTemplate", data, labels)
-            _expand(rule, "varsTemplate", data, vars_)
+            _expand(rule, "labelsTemplate", data, labels, meter)
+            _expand(rule, "varsTemplate", data, vars_, meter)
         if not any_matched:
             return SingleRuleOutput(False)
     if rule.match_features:
-        matched, data = evaluate_terms(rule.match_features, features)
+        matched, data = evaluate_terms(rule.match_features, features, meter)
         if not matched:
             return SingleRuleOutput(False)
         if has_templates:
-            _expand(rule, "labelsTemplate", data, labels)
-            _expand(rule, "varsTemplate", data, vars_)
+            _expand(rule, "labelsTemplate", data, labels, meter)
+            _expand(rule, "varsTemplate", data, vars_, meter)
     labels.update(rule.labels)
     vars_.update(rule.vars)
     return SingleRuleOutput(True, labels, vars_)
 
 
-def evaluate_terms(terms: list[FeatureTerm], features: Features) -> tuple[bool, MatchedFeatures]:
+def evaluate_terms(
+    terms: list[FeatureTerm], features: Features, meter: Meter | None = None
+) -> tuple[bool, MatchedFeatures]:
     """Logical AND over the terms, failing fast; also the template data."""
+    meter = Meter() if meter is None else meter
     data: MatchedFeatures = {}
     for term in terms:
+        meter.charge()
         name = term.feature.lower()
         dom, dot, nam = term.feature.partition(".")
         if not dot:
@@ -195,12 +189,12 @@ def evaluate_terms(terms: list[FeatureTerm], features: Features) -> tuple[bool, 
         elements: list[Element] = []
         if term.match_expressions is not None:
             try:
-                matched, elements = match_multi(term.match_expressions, flags, attrs, insts)
+                matched, elements = match_multi(term.match_expressions, flags, attrs, insts, meter)
             except ExpressionError as err:
                 raise ExpressionError(f"feature {term.feature!r}: {err}") from None
         if matched and term.match_name is not None:
             try:
-                matched, name_elems = match_names_multi(term.match_name, flags, attrs, insts)
+                matched, name_elems = match_names_multi(term.match_name, flags, attrs, insts, meter)
             except ExpressionError as err:
                 raise ExpressionError(f"feature {term.feature!r} matchName: {err}") from None
             elements = elements + name_elems
@@ -210,12 +204,12 @@ def evaluate_terms(terms: list[FeatureTerm], features: Features) -> tuple[bool, 
     return True, data
 
 
-def _expand(rule: Rule, which: str, data: MatchedFeatures, out: dict[str, str]) -> None:
+def _expand(
+    rule: Rule, which: str, data: MatchedFeatures, out: dict[str, str], meter: Meter
+) -> None:
     source = rule.labels_template if which == "labelsTemplate" else rule.vars_template
     if not source:
         return
-    from nfd.rules.template import Template, expand_map
-
     template = rule._templates.get(which)
     if template is None:
         try:
@@ -224,7 +218,7 @@ def _expand(rule: Rule, which: str, data: MatchedFeatures, out: dict[str, str]) 
             raise TemplateError(f"{which}: failed to parse template: {err}") from None
         rule._templates[which] = template
     try:
-        out.update(expand_map(template.execute(data)))
+        out.update(expand_map(template.execute(data, meter)))
     except TemplateError as err:
         raise TemplateError(f"{which}: failed to expand template: {err}") from None
 

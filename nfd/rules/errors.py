@@ -13,3 +13,11 @@ class ExpressionError(ValueError):
 
 class TemplateError(ValueError):
     """A labelsTemplate/varsTemplate that cannot be parsed or executed."""
+
+
+class RuleExecutionError(ValueError):
+    """A rule that errored; the message names the rule and what failed."""
+
+
+class RuleBudgetExceeded(RuleExecutionError):  # noqa: N818 - the name other code uses
+    """A rule that ran out of its evaluation budget; the message names rule and budget."""

@@ -8,15 +8,15 @@ such expressions up front.
 
 from __future__ import annotations
 
-from nfd.record import Record, record_hash
-from nfd.regex import RegexError, compile_re2
-from nfd.rules.errors import ExpressionError
-from nfd.textscan import ascii_digits_end
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-    from typing import Any
+from nfd.regex import RegexError, compile_re2
+from nfd.rules.budget import Meter
+from nfd.rules.errors import ExpressionError
 
 OPS = (
     "In",
@@ -50,31 +50,19 @@ def go_list(values: Iterable[str]) -> str:
     return "[" + " ".join(values) + "]"
 
 
-# The number parsers below use string methods, not ``re``: importing ``re``
-# is a noticeable part of the worker's start-up.
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+# Go's fmt.Sscanf("%d.%d.%d"): as many dot-separated numbers as parse, at most three.
+_VERSION_RE = re.compile(r"([+-]?[0-9]+)(?:\.([+-]?[0-9]+))?(?:\.([+-]?[0-9]+))?")
 
 
 def parse_int(text: str) -> int | None:
-    """Go's strconv.Atoi: optional sign, decimal digits, int64 range."""
-    # Exactly ``[+-]?[0-9]+``: ASCII digits only (str.isdigit alone would
-    # accept "²" and other scripts' digits); no spaces or underscores, which
-    # int() would take.
-    digits = text[1:] if text[:1] in ("+", "-") else text
-    if not (digits.isascii() and digits.isdigit()):
+    """Go's strconv.Atoi: optional sign, ASCII decimal digits, int64 range."""
+    if _INT_RE.fullmatch(text) is None:
         return None
     number = int(text)
     if number < _INT64_MIN or number > _INT64_MAX:
         return None
     return number
-
-
-def _int_end(text: str, start: int) -> int:
-    """Where a ``[+-]?[0-9]+`` starting at ``start`` ends; -1 when there is none."""
-    pos = start
-    if text.startswith(("+", "-"), pos):
-        pos += 1
-    end = ascii_digits_end(text, pos)
-    return end if end > pos else -1
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -84,62 +72,38 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     many dot-separated numbers as parse; the rest (a pre-release such as
     "-45-generic", or a dot not followed by a number) is ignored.
     """
-    text = text.lstrip()
-    end = _int_end(text, 0)
-    if end < 0:
+    m = _VERSION_RE.match(text.lstrip())
+    if m is None:
         return None
-    numbers = [int(text[:end])]
-    while len(numbers) < 3 and text.startswith(".", end):
-        next_end = _int_end(text, end + 1)
-        if next_end < 0:
-            break
-        numbers.append(int(text[end + 1 : next_end]))
-        end = next_end
-    numbers += [0] * (3 - len(numbers))
-    return (numbers[0], numbers[1], numbers[2])
+    major, minor, patch = (int(g) if g is not None else 0 for g in m.groups())
+    return (major, minor, patch)
 
 
-# (pattern, text) -> whether it matched: the same names meet the same patterns
-# every run. A plain dict, emptied when full (functools costs start-up time).
-_REGEX_MATCH_CACHE_SIZE = 1 << 16
-_regex_match_cache: dict[tuple[str, str], bool] = {}
-
-
+# (pattern, text) -> whether it matched: the same names meet the same patterns every run.
+@lru_cache(maxsize=1 << 16)
 def _regex_matches(pattern: str, text: str) -> bool:
     """Unanchored RE2 search, memoised."""
-    key = (pattern, text)
-    found = _regex_match_cache.get(key)
-    if found is None:
-        found = compile_re2(pattern).search(text) is not None
-        if len(_regex_match_cache) >= _REGEX_MATCH_CACHE_SIZE:
-            _regex_match_cache.clear()
-        _regex_match_cache[key] = found
-    return found
+    return compile_re2(pattern).search(text) is not None
 
 
-class MatchExpression(Record):
+@dataclass(frozen=True, slots=True)
+class MatchExpression:
     """One expression: ``op``, its ``value`` operands and the value ``type``.
 
-    Immutable by convention and hashable, compared on ``op``, ``value`` and
-    ``type`` (a ``Record``, see nfd/record.py).
+    Immutable and hashable, compared on ``op``, ``value`` and ``type``.
     """
 
-    __slots__ = ("op", "value", "type", "_regexps")
+    op: str
+    value: tuple[str, ...] = ()
+    type: str = ""
+    # The compiled InRegexp patterns, filled on first use.
+    _regexps: list[Any] | None = field(default=None, init=False, compare=False, repr=False)
+    # Budget steps one evaluation costs: one per pattern for InRegexp, else one.
+    cost: int = field(default=1, init=False, compare=False, repr=False)
 
-    def __init__(
-        self,
-        op: str,
-        value: tuple[str, ...] = (),
-        type: str = "",
-        _regexps: list[Any] | None = None,
-    ) -> None:
-        self.op = op
-        self.value = value
-        self.type = type
-        # The compiled InRegexp patterns, filled on first use.
-        self._regexps = _regexps
-
-    __hash__ = record_hash
+    def __post_init__(self) -> None:
+        if self.op == "InRegexp" and self.value:
+            object.__setattr__(self, "cost", len(self.value))
 
     def __str__(self) -> str:
         op = self.op or '""'
@@ -222,16 +186,18 @@ class MatchExpression(Record):
             )
 
     def _compiled(self) -> list[Any]:
-        if self._regexps is None:
-            try:
-                compiled = [compile_re2(v) for v in self.value]
-            except RegexError as err:
-                raise ExpressionError(
-                    f"invalid expression, 'value' field must only contain valid regexps "
-                    f"for Op {self.op!r}: {err}"
-                ) from None
-            self._regexps = compiled
-        return self._regexps
+        if self._regexps is not None:
+            return self._regexps
+        try:
+            compiled = [compile_re2(v) for v in self.value]
+        except RegexError as err:
+            raise ExpressionError(
+                f"invalid expression, 'value' field must only contain valid regexps "
+                f"for Op {self.op!r}: {err}"
+            ) from None
+        # A cache on a frozen instance: not part of its value (compare=False).
+        object.__setattr__(self, "_regexps", compiled)
+        return compiled
 
     def _operand(self, text: str, input_value: bool) -> Any:
         where = "" if input_value else f" in {self}"
@@ -283,30 +249,26 @@ class MatchExpression(Record):
 
 
 # -- matching a set of expressions against one feature ----------------------
+# Each evaluation charges the rule's meter (``cost`` steps), so a rule of many expressions
+# against many instances ends within its budget.
 
 Element = dict[str, str]
 
 
-def _match_values(
-    exprs: Mapping[str, MatchExpression], values: Mapping[str, str]
-) -> tuple[bool, list[Element]]:
-    """All expressions against one key-value set, failing fast as upstream."""
-    matched: list[Element] = []
-    for name, expr in exprs.items():
-        present = name in values
-        if expr.evaluate(present, values.get(name) if present else None):
-            matched.append({"Name": name, "Value": values.get(name, "")})
-        else:
-            return False, []
-    return True, matched
-
-
 def match_instances(
-    exprs: Mapping[str, MatchExpression], instances: list[dict[str, str]] | None
+    exprs: Mapping[str, MatchExpression],
+    instances: list[dict[str, str]] | None,
+    meter: Meter | None = None,
 ) -> tuple[bool, list[Element]]:
     """Instances that satisfy every expression on their own."""
+    if not instances:
+        return False, []
+    meter = Meter() if meter is None else meter
+    # Charged per instance, for all of its expressions (an upper bound: it fails fast).
+    per_instance = sum([expr.cost for expr in exprs.values()])
     matched: list[Element] = []
-    for inst in instances or ():
+    for inst in instances:
+        meter.charge(per_instance)
         ok = True
         for name, expr in exprs.items():
             present = name in inst
@@ -323,11 +285,16 @@ def match_multi(
     flags: set[str] | None,
     attrs: dict[str, str] | None,
     instances: list[dict[str, str]] | None,
+    meter: Meter | None = None,
 ) -> tuple[bool, list[Element]]:
     """Upstream's MatchMulti: flags and attributes as a union, instances apart."""
+    meter = Meter() if meter is None else meter
     matched: list[Element] = []
     is_match = flags is not None or attrs is not None
+    # Charged once for the term (at most MAX_EXPRESSIONS_PER_TERM): cheaper than per expression.
+    cost = 0
     for name, expr in exprs.items():
+        cost += expr.cost
         match_k = match_v = False
         if flags is not None:
             match_k = expr.evaluate(name in flags, None)
@@ -347,8 +314,9 @@ def match_multi(
         if not match_k and not match_v:
             is_match, matched = False, []
             break
+    meter.charge(cost)
     matched.sort(key=lambda e: e["Name"])
-    inst_match, inst_elems = match_instances(exprs, instances)
+    inst_match, inst_elems = match_instances(exprs, instances, meter)
     return is_match or inst_match, matched + inst_elems
 
 
@@ -357,17 +325,24 @@ def match_names_multi(
     flags: set[str] | None,
     attrs: dict[str, str] | None,
     instances: list[dict[str, str]] | None,
+    meter: Meter | None = None,
 ) -> tuple[bool, list[Element]]:
     """``matchName``: the expression against element names of every kind."""
+    meter = Meter() if meter is None else meter
+    cost = expr.cost
     matched: list[Element] = []
+    # Every name is evaluated: charged up front, once per kind.
+    meter.charge(cost * len(flags or ()))
     for name in flags or ():
         if expr.evaluate(True, name):
             matched.append({"Name": name})
+    meter.charge(cost * len(attrs or ()))
     for name, value in (attrs or {}).items():
         if expr.evaluate(True, name):
             matched.append({"Name": name, "Value": value})
     matched.sort(key=lambda e: e["Name"])
     for inst in instances or ():
+        meter.charge(cost * len(inst))
         # Every name is evaluated (no short cut) so errors show as upstream's.
         if [name for name in inst if expr.evaluate(True, name)]:
             matched.append(inst)

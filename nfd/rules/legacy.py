@@ -20,19 +20,17 @@ no entries yields no rule at all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from typing import Any
 
-from nfd.log import get_logger
 from nfd.regex import RegexError, compile_re2
 from nfd.rules.errors import RuleError
 from nfd.rules.expression import MatchExpression
-from nfd.rules.schema import FeatureTerm, Rule, _scalar
+from nfd.rules.limits import MAX_EXPRESSIONS_PER_TERM, MAX_MATCH_ANY, MAX_NAME_LENGTH
+from nfd.rules.model import FeatureTerm, Rule, scalar
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 LEGACY_MATCHERS = ("pciId", "usbId", "loadedKMod", "cpuId", "kConfig", "nodename")
 _DEVICE_ATTRS = ("class", "vendor", "device")
@@ -43,7 +41,12 @@ def _strings(raw: Any, where: str) -> list[str]:
         return []
     if not isinstance(raw, list):
         raise RuleError(f"{where}: expected a list of strings")
-    return [_scalar(v, where) for v in raw]
+    if len(raw) > MAX_EXPRESSIONS_PER_TERM:
+        raise RuleError(
+            f"{where}: {len(raw)} entries, over the limit of {MAX_EXPRESSIONS_PER_TERM} "
+            "(MAX_EXPRESSIONS_PER_TERM)"
+        )
+    return [scalar(v, where) for v in raw]
 
 
 def _device_term(raw: Any, feature: str, where: str) -> FeatureTerm | None:
@@ -125,11 +128,18 @@ def convert_legacy_rule(raw: Mapping[str, Any], where: str, origin: str = "") ->
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise RuleError(f"{where}: name: required, a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise RuleError(f"{where}: name: over the limit of {MAX_NAME_LENGTH} (MAX_NAME_LENGTH)")
     value = raw.get("value")
-    value = "true" if value is None else _scalar(value, f"{where}: value")
+    value = "true" if value is None else scalar(value, f"{where}: value")
     match_on = raw.get("matchOn")
     if match_on is not None and not isinstance(match_on, list):
         raise RuleError(f"{where}: matchOn: expected a list of matchers")
+    if match_on is not None and len(match_on) > MAX_MATCH_ANY:
+        raise RuleError(
+            f"{where}: matchOn: {len(match_on)} entries, over the limit of {MAX_MATCH_ANY} "
+            "(MAX_MATCH_ANY)"
+        )
     log.warning("%s: legacy 'matchOn' rule format is deprecated; converted", where)
     rule = Rule(name=name, labels={legacy_label_name(name): value}, origin=origin)
     entries = match_on or []

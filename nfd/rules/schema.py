@@ -13,16 +13,26 @@ reports them ahead of time.
 
 from __future__ import annotations
 
-# collections.abc re-exports these; importing it loads the collections package (start-up).
-from _collections_abc import Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from nfd.record import Record, record_hash
+import yaml
+
 from nfd.rules.errors import RuleError
-from nfd.rules.expression import MatchExpression
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from nfd.rules.expression import OPS, MatchExpression
+from nfd.rules.legacy import convert_legacy_rule
+from nfd.rules.limits import (
+    MAX_EXPRESSION_VALUES,
+    MAX_EXPRESSIONS_PER_RULE,
+    MAX_EXPRESSIONS_PER_TERM,
+    MAX_MATCH_ANY,
+    MAX_NAME_LENGTH,
+    MAX_RULE_TEXT_BYTES,
+    MAX_RULES,
+    MAX_TEMPLATE_BYTES,
+    MAX_TERMS_PER_RULE,
+)
+from nfd.rules.model import FeatureTerm, Rule, kind_of, scalar
 
 RULE_KEYS = {
     "name",
@@ -41,82 +51,8 @@ LEGACY_KEYS = {"name", "value", "matchOn"}
 TERM_KEYS = {"feature", "matchExpressions", "matchName"}
 EXPRESSION_KEYS = {"op", "value", "type"}
 TAINT_KEYS = {"key", "value", "effect", "timeAdded"}
-TEMPLATE_SIZE_LIMIT = 64 * 1024
-
-
-class FeatureTerm(Record):
-    """One ``matchFeatures`` entry: a feature set and what to require of it.
-
-    Immutable by convention.
-    """
-
-    __slots__ = ("feature", "match_expressions", "match_name")
-
-    def __init__(
-        self,
-        feature: str,
-        match_expressions: dict[str, MatchExpression] | None = None,
-        match_name: MatchExpression | None = None,
-    ) -> None:
-        self.feature = feature
-        self.match_expressions = match_expressions
-        self.match_name = match_name
-
-    # As the frozen dataclass: a TypeError when match_expressions is set (a dict).
-    __hash__ = record_hash
-
-
-class Rule(Record):
-    """One rule. Mutable: the loader fills it field by field."""
-
-    __slots__ = (
-        "name",
-        "labels",
-        "labels_template",
-        "annotations",
-        "vars",
-        "vars_template",
-        "taints",
-        "extended_resources",
-        "match_features",
-        "match_any",
-        "origin",
-        "_templates",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        labels: dict[str, str] | None = None,
-        labels_template: str = "",
-        annotations: dict[str, str] | None = None,
-        vars: dict[str, str] | None = None,
-        vars_template: str = "",
-        taints: list[dict[str, str]] | None = None,
-        extended_resources: dict[str, str] | None = None,
-        match_features: list[FeatureTerm] | None = None,
-        match_any: list[list[FeatureTerm]] | None = None,
-        origin: str = "",
-        _templates: dict[str, Any] | None = None,
-    ) -> None:
-        # None stands for a fresh empty container (a dataclass default_factory).
-        self.name = name
-        self.labels: dict[str, str] = {} if labels is None else labels
-        self.labels_template = labels_template
-        self.annotations: dict[str, str] = {} if annotations is None else annotations
-        self.vars: dict[str, str] = {} if vars is None else vars
-        self.vars_template = vars_template
-        self.taints: list[dict[str, str]] = [] if taints is None else taints
-        self.extended_resources: dict[str, str] = (
-            {} if extended_resources is None else extended_resources
-        )
-        self.match_features: list[FeatureTerm] = [] if match_features is None else match_features
-        # Each entry is one matchAny element's matchFeatures.
-        self.match_any: list[list[FeatureTerm]] = [] if match_any is None else match_any
-        # Where the rule came from, for messages ("rules.yaml", "nfd-worker.conf").
-        self.origin = origin
-        # Compiled templates, filled on first use; not compared, not shown.
-        self._templates: dict[str, Any] = {} if _templates is None else _templates
+# Kept under its old name for callers; the limit itself is in nfd.rules.limits.
+TEMPLATE_SIZE_LIMIT = MAX_TEMPLATE_BYTES
 
 
 # -- entry point -------------------------------------------------------------
@@ -128,6 +64,8 @@ def load_rules(data: Any, origin: str, *, worker: bool = False) -> list[Rule]:
     ``worker=True`` also accepts what upstream's worker-side parser accepts:
     the matchExpressions shorthands and the legacy ``matchOn`` format.
     """
+    if isinstance(data, str | bytes):
+        _check_text_size(data, origin)
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -138,17 +76,36 @@ def load_rules(data: Any, origin: str, *, worker: bool = False) -> list[Rule]:
         if len(data) == 1:
             data = data[0]
     rules: list[Rule] = []
+    seen = 0
     for where, raw_rules in _rule_lists(data, origin):
         if not isinstance(raw_rules, list):
-            raise RuleError(f"{where}: expected a list of rules, got {_kind(raw_rules)}")
+            raise RuleError(f"{where}: expected a list of rules, got {kind_of(raw_rules)}")
+        seen += len(raw_rules)
+        if seen > MAX_RULES:
+            raise RuleError(f"{where}: more than {MAX_RULES} rules (the limit, MAX_RULES)")
         for index, raw in enumerate(raw_rules):
             rules.extend(parse_rule(raw, f"{where}[{index}]", origin, worker=worker))
     return rules
 
 
-def _parse_yaml(text: str, origin: str) -> list[Any]:
-    import yaml  # rules given as objects (the master, static rules) never need it
+def _check_text_size(data: str | bytes, origin: str) -> None:
+    # Before parsing: PyYAML needs about a minute and gigabytes for 50 MB.
+    size = len(data)
+    if isinstance(data, str) and size <= MAX_RULE_TEXT_BYTES:
+        size = len(data.encode("utf-8", "surrogatepass"))
+    if size > MAX_RULE_TEXT_BYTES:
+        raise RuleError(
+            f"{origin}: rule text of {size} bytes is over the {MAX_RULE_TEXT_BYTES}-byte limit "
+            "(MAX_RULE_TEXT_BYTES)"
+        )
 
+
+def _check_count(items: Any, limit: int, what: str, where: str) -> None:
+    if len(items) > limit:
+        raise RuleError(f"{where}: {len(items)} {what}, over the limit of {limit}")
+
+
+def _parse_yaml(text: str, origin: str) -> list[Any]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:
@@ -180,13 +137,14 @@ def _rule_lists(data: Any, origin: str) -> list[tuple[str, Any]]:
             return [(origin, [data])]
         raise RuleError(f"{origin}: expected a NodeFeatureRule, a spec with 'rules' or a rule")
     if isinstance(data, list):
+        _check_count(data, MAX_RULES, "entries (MAX_RULES)", origin)
         if data and all(_is_object(d) for d in data):
             objects = sorted(data, key=_object_name)
             return [_object_rules(d, origin) for d in objects]
         if any(_is_object(d) for d in data):
             raise RuleError(f"{origin}: a list must hold only NodeFeatureRule objects or rules")
         return [(origin, data)]
-    raise RuleError(f"{origin}: expected a NodeFeatureRule or a list of rules, got {_kind(data)}")
+    raise RuleError(f"{origin}: expected a NodeFeatureRule or a list of rules, got {kind_of(data)}")
 
 
 def _object_name(obj: Mapping[str, Any]) -> str:
@@ -205,7 +163,7 @@ def _object_rules(obj: Mapping[str, Any], origin: str) -> tuple[str, Any]:
     if spec is None:
         return (f"{where}: spec.rules", [])
     if not isinstance(spec, Mapping):
-        raise RuleError(f"{where}: spec: expected a mapping, got {_kind(spec)}")
+        raise RuleError(f"{where}: spec: expected a mapping, got {kind_of(spec)}")
     return (f"{where}: spec.rules", spec.get("rules") or [])
 
 
@@ -215,12 +173,10 @@ def _object_rules(obj: Mapping[str, Any], origin: str) -> tuple[str, Any]:
 def parse_rule(raw: Any, where: str, origin: str = "", *, worker: bool = False) -> list[Rule]:
     """One rule; a list because a legacy rule that can never match yields none."""
     if not isinstance(raw, Mapping):
-        raise RuleError(f"{where}: expected a rule mapping, got {_kind(raw)}")
+        raise RuleError(f"{where}: expected a rule mapping, got {kind_of(raw)}")
     name = raw.get("name")
     label = f"{where} (rule {name!r})" if isinstance(name, str) and name else where
     if worker and "matchOn" in raw:
-        from nfd.rules.legacy import convert_legacy_rule
-
         return convert_legacy_rule(raw, label, origin)
     unknown = sorted(str(k) for k in raw if k not in RULE_KEYS)
     if unknown:
@@ -232,6 +188,7 @@ def parse_rule(raw: Any, where: str, origin: str = "", *, worker: bool = False) 
         raise RuleError(f"{label}: unknown field(s) {', '.join(unknown)}{hint}")
     if not isinstance(name, str) or not name:
         raise RuleError(f"{label}: name: required, a non-empty string")
+    _check_name(name, f"{where}: name")
     rule = Rule(name=name, origin=origin)
     rule.labels = _string_map(raw.get("labels"), f"{label}: labels")
     rule.annotations = _string_map(raw.get("annotations"), f"{label}: annotations")
@@ -242,13 +199,17 @@ def parse_rule(raw: Any, where: str, origin: str = "", *, worker: bool = False) 
     rule.labels_template = _template(raw.get("labelsTemplate"), f"{label}: labelsTemplate")
     rule.vars_template = _template(raw.get("varsTemplate"), f"{label}: varsTemplate")
     rule.taints = _taints(raw.get("taints"), f"{label}: taints")
-    rule.match_features = parse_terms(
-        raw.get("matchFeatures"), f"{label}: matchFeatures", worker=worker
-    )
     match_any = raw.get("matchAny")
     if match_any is not None:
         if not isinstance(match_any, list):
-            raise RuleError(f"{label}: matchAny: expected a list, got {_kind(match_any)}")
+            raise RuleError(f"{label}: matchAny: expected a list, got {kind_of(match_any)}")
+        _check_count(match_any, MAX_MATCH_ANY, "elements (MAX_MATCH_ANY)", f"{label}: matchAny")
+    _check_expression_total(raw.get("matchFeatures"), match_any, label)
+    rule.match_features = parse_terms(
+        raw.get("matchFeatures"), f"{label}: matchFeatures", worker=worker
+    )
+    terms_left = MAX_TERMS_PER_RULE - len(rule.match_features)
+    if match_any is not None:
         for i, elem in enumerate(match_any):
             elem_where = f"{label}: matchAny[{i}]"
             if not isinstance(elem, Mapping):
@@ -256,29 +217,63 @@ def parse_rule(raw: Any, where: str, origin: str = "", *, worker: bool = False) 
             extra = sorted(str(k) for k in elem if k != "matchFeatures")
             if extra:
                 raise RuleError(f"{elem_where}: unknown field(s) {', '.join(extra)}")
-            rule.match_any.append(
-                parse_terms(elem.get("matchFeatures"), f"{elem_where}.matchFeatures", worker=worker)
+            terms = parse_terms(
+                elem.get("matchFeatures"),
+                f"{elem_where}.matchFeatures",
+                worker=worker,
+                limit=terms_left,
             )
+            terms_left -= len(terms)
+            rule.match_any.append(terms)
     return [rule]
 
 
-def parse_terms(raw: Any, where: str, *, worker: bool = False) -> list[FeatureTerm]:
+def _check_expression_total(match_features: Any, match_any: list[Any] | None, label: str) -> None:
+    # Counted on the raw document, before any expression is built.
+    term_lists = [match_features] + [
+        elem.get("matchFeatures") for elem in match_any or () if isinstance(elem, Mapping)
+    ]
+    total = 0
+    for terms in term_lists:
+        if not isinstance(terms, list):
+            continue
+        for term in terms[: MAX_TERMS_PER_RULE + 1]:
+            exprs = term.get("matchExpressions") if isinstance(term, Mapping) else None
+            if isinstance(exprs, list | Mapping):
+                total += len(exprs)
+    if total > MAX_EXPRESSIONS_PER_RULE:
+        raise RuleError(
+            f"{label}: {total} matchExpressions, over the limit of {MAX_EXPRESSIONS_PER_RULE} "
+            "per rule (MAX_EXPRESSIONS_PER_RULE)"
+        )
+
+
+def parse_terms(
+    raw: Any, where: str, *, worker: bool = False, limit: int = MAX_TERMS_PER_RULE
+) -> list[FeatureTerm]:
+    """Feature terms; ``limit`` is what is left of the rule's MAX_TERMS_PER_RULE."""
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise RuleError(f"{where}: expected a list of feature terms, got {_kind(raw)}")
+        raise RuleError(f"{where}: expected a list of feature terms, got {kind_of(raw)}")
+    if len(raw) > limit:
+        raise RuleError(
+            f"{where}: more than {MAX_TERMS_PER_RULE} feature terms in the rule "
+            "(the limit, MAX_TERMS_PER_RULE)"
+        )
     return [_term(t, f"{where}[{i}]", worker) for i, t in enumerate(raw)]
 
 
 def _term(raw: Any, where: str, worker: bool) -> FeatureTerm:
     if not isinstance(raw, Mapping):
-        raise RuleError(f"{where}: expected a mapping with 'feature', got {_kind(raw)}")
+        raise RuleError(f"{where}: expected a mapping with 'feature', got {kind_of(raw)}")
     unknown = sorted(str(k) for k in raw if k not in TERM_KEYS)
     if unknown:
         raise RuleError(f"{where}: unknown field(s) {', '.join(unknown)}")
     feature = raw.get("feature")
     if not isinstance(feature, str) or not feature:
         raise RuleError(f"{where}: feature: required, a string like 'cpu.cpuid'")
+    _check_name(feature, f"{where}: feature")
     where = f"{where} (feature {feature!r})"
     exprs = raw.get("matchExpressions")
     parsed: dict[str, MatchExpression] | None = None
@@ -291,7 +286,17 @@ def _term(raw: Any, where: str, worker: bool) -> FeatureTerm:
     return FeatureTerm(feature, parsed, name_expr)
 
 
+def _check_name(name: str, where: str) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise RuleError(
+            f"{where}: {len(name)} characters, over the limit of {MAX_NAME_LENGTH} "
+            "(MAX_NAME_LENGTH)"
+        )
+
+
 def _expression_set(raw: Any, where: str, worker: bool) -> dict[str, MatchExpression]:
+    if isinstance(raw, list | Mapping):
+        _check_count(raw, MAX_EXPRESSIONS_PER_TERM, "expressions (MAX_EXPRESSIONS_PER_TERM)", where)
     if worker and isinstance(raw, list):
         # Worker shorthand: ["A", "B=c"] means A Exists, B In [c].
         out: dict[str, MatchExpression] = {}
@@ -301,10 +306,13 @@ def _expression_set(raw: Any, where: str, worker: bool) -> dict[str, MatchExpres
                     f"{where}: list entries must be strings like 'NAME' or 'NAME=value'"
                 )
             key, sep, value = item.partition("=")
+            _check_name(key, f"{where}: {key[:40]}...")
             out[key] = MatchExpression("In", (value,)) if sep else MatchExpression("Exists")
         return out
     if not isinstance(raw, Mapping):
-        raise RuleError(f"{where}: expected a mapping of name to expression, got {_kind(raw)}")
+        raise RuleError(f"{where}: expected a mapping of name to expression, got {kind_of(raw)}")
+    for key in raw:
+        _check_name(str(key), f"{where}: {str(key)[:40]}...")
     return {
         str(key): parse_expression(expr, f"{where}.{key}", worker=worker)
         for key, expr in raw.items()
@@ -317,11 +325,12 @@ def parse_expression(raw: Any, where: str, *, worker: bool = False) -> MatchExpr
         if raw is None:
             return MatchExpression("Exists")
         if isinstance(raw, list):
-            return MatchExpression("In", tuple(_scalar(v, where) for v in raw))
-        return MatchExpression("In", (_scalar(raw, where),))
+            _check_count(raw, MAX_EXPRESSION_VALUES, "values (MAX_EXPRESSION_VALUES)", where)
+            return MatchExpression("In", tuple(scalar(v, where) for v in raw))
+        return MatchExpression("In", (scalar(raw, where),))
     if not isinstance(raw, Mapping):
         raise RuleError(
-            f"{where}: expected a mapping like {{op: In, value: [...]}}, got {_kind(raw)}"
+            f"{where}: expected a mapping like {{op: In, value: [...]}}, got {kind_of(raw)}"
         )
     unknown = sorted(str(k) for k in raw if k not in EXPRESSION_KEYS)
     if unknown:
@@ -330,9 +339,7 @@ def parse_expression(raw: Any, where: str, *, worker: bool = False) -> MatchExpr
     if op is None:
         raise RuleError(f"{where}: op: required")
     if not isinstance(op, str):
-        raise RuleError(f"{where}: op: expected a string, got {_kind(op)}")
-    from nfd.rules.expression import OPS
-
+        raise RuleError(f"{where}: op: expected a string, got {kind_of(op)}")
     if op not in OPS:
         raise RuleError(f"{where}: op: unknown operator {op!r} (expected one of {', '.join(OPS)})")
     value = raw.get("value")
@@ -340,11 +347,14 @@ def parse_expression(raw: Any, where: str, *, worker: bool = False) -> MatchExpr
     if value is None:
         values = ()
     elif isinstance(value, list):
-        values = tuple(_scalar(v, f"{where}: value") for v in value)
+        _check_count(
+            value, MAX_EXPRESSION_VALUES, "values (MAX_EXPRESSION_VALUES)", f"{where}: value"
+        )
+        values = tuple(scalar(v, f"{where}: value") for v in value)
     elif worker:
-        values = (_scalar(value, f"{where}: value"),)
+        values = (scalar(value, f"{where}: value"),)
     else:
-        raise RuleError(f"{where}: value: expected a list of strings, got {_kind(value)}")
+        raise RuleError(f"{where}: value: expected a list of strings, got {kind_of(value)}")
     vtype = raw.get("type") or ""
     if not isinstance(vtype, str) or vtype not in ("", "version"):
         raise RuleError(f"{where}: type: unknown value type {vtype!r} (only 'version')")
@@ -354,37 +364,16 @@ def parse_expression(raw: Any, where: str, *, worker: bool = False) -> MatchExpr
 # -- field helpers -------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
-def _scalar(value: Any, where: str) -> str:
-    """A YAML scalar as the string a Go string field would hold."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    raise RuleError(f"{where}: expected a string, got {_kind(value)}")
-
-
 def _string_map(raw: Any, where: str) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise RuleError(f"{where}: expected a mapping of strings, got {_kind(raw)}")
+        raise RuleError(f"{where}: expected a mapping of strings, got {kind_of(raw)}")
     out = {}
     for key, value in raw.items():
         if value is None:
             value = ""
-        out[_scalar(key, where)] = _scalar(value, f"{where}.{key}")
+        out[scalar(key, where)] = scalar(value, f"{where}.{key}")
     return out
 
 
@@ -392,7 +381,7 @@ def _template(raw: Any, where: str) -> str:
     if raw is None:
         return ""
     if not isinstance(raw, str):
-        raise RuleError(f"{where}: expected a string, got {_kind(raw)}")
+        raise RuleError(f"{where}: expected a string, got {kind_of(raw)}")
     if len(raw.encode("utf-8", "surrogatepass")) > TEMPLATE_SIZE_LIMIT:
         raise RuleError(f"{where}: template larger than {TEMPLATE_SIZE_LIMIT} bytes")
     return raw
@@ -402,7 +391,7 @@ def _taints(raw: Any, where: str) -> list[dict[str, str]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise RuleError(f"{where}: expected a list of taints, got {_kind(raw)}")
+        raise RuleError(f"{where}: expected a list of taints, got {kind_of(raw)}")
     taints = []
     for i, taint in enumerate(raw):
         here = f"{where}[{i}]"
@@ -419,8 +408,8 @@ def _taints(raw: Any, where: str) -> list[dict[str, str]]:
         taints.append(
             {
                 "key": key,
-                "value": "" if value is None else _scalar(value, f"{here}.value"),
-                "effect": "" if effect is None else _scalar(effect, f"{here}.effect"),
+                "value": "" if value is None else scalar(value, f"{here}.value"),
+                "effect": "" if effect is None else scalar(effect, f"{here}.effect"),
             }
         )
     return taints

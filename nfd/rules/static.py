@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nfd.rules.expression import MatchExpression
-from nfd.rules.schema import FeatureTerm, Rule
+from nfd.rules.model import FeatureTerm, Rule
 
 
 def static_rules() -> list[Rule]:

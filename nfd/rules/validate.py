@@ -12,15 +12,14 @@ a dummy value, as upstream does.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from nfd import DEFAULT_LABEL_NS
 from nfd.labels import name_errors, value_errors
 from nfd.rules.errors import RuleError, TemplateError
-from nfd.rules.schema import FeatureTerm, Rule, load_rules
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from nfd.rules.model import FeatureTerm, Rule
+from nfd.rules.schema import load_rules
+from nfd.rules.template import Template
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 ANNOTATION_VALUE_LIMIT = 1024
@@ -106,8 +105,6 @@ def _term_problems(terms: list[FeatureTerm], where: str) -> list[str]:
 
 def rule_problems(rule: Rule) -> list[str]:
     """Problems of one loaded rule, each prefixed with its field."""
-    from nfd.rules.template import Template
-
     problems: list[str] = []
     if not rule.name:
         problems.append("name: must not be empty")

@@ -10,9 +10,8 @@ import string
 import pytest
 
 from nfd.rules.errors import TemplateError
-from nfd.rules.sprig_more import format_go_duration, parse_go_duration
-from nfd.rules.template import Template
-from nfd.rules.template_funcs import FUNCS, UNSUPPORTED_SPRIG
+from nfd.rules.template import FUNCS, UNSUPPORTED_SPRIG, Template
+from nfd.rules.template.funcs.dates import format_go_duration, parse_go_duration
 
 
 def render(source: str, data: object = None) -> str:
