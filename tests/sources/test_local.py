@@ -254,7 +254,8 @@ def test_hook_that_closes_stdout_and_stays_is_killed_at_the_timeout(tmp_path: Pa
     parsed = run_hooks(str(tmp_path), 1.0, 65536, NOW)
     assert time.monotonic() - start < 1.0 + 2.0
     assert parsed.labels == {}
-    assert "hook closes: killed after 1s timeout" in parsed.warnings[0]
+    # The leftover child may be reported too (before or after): the timeout is what counts.
+    assert any("hook closes: killed after 1s timeout" in w for w in parsed.warnings)
     if pidfile.exists():  # a loaded machine may kill the hook before it got that far
         assert not Path(f"/proc/{int(pidfile.read_text())}").exists()
 
