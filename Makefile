@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMPS := .make-stamps
 
-.PHONY: install venv proto binaries test lint unit e2e run bench clean
+.PHONY: install venv proto binaries test lint unit e2e run bench clean cluster cluster-down
 
 install: venv proto binaries
 
@@ -24,7 +24,7 @@ proto: venv
 
 # Test infrastructure built from Go modules into ~/.cache/nfd (never the repo).
 binaries:
-	@for s in hack/control-plane.sh hack/upstream-nfd.sh hack/helm.sh; do \
+	@for s in hack/control-plane.sh hack/upstream-nfd.sh hack/helm.sh hack/node.sh; do \
 	  if [ -x $$s ]; then echo "== $$s build"; $$s build || exit 1; fi; \
 	done
 
@@ -44,6 +44,13 @@ test: install lint
 
 run: install
 	$(VENV)/bin/nfd-worker --oneshot --no-publish
+
+# A real one-node cluster (tests/kube/cluster.py); the last line printed is its kubeconfig.
+cluster: install
+	@PY=$(PY) hack/node.sh up
+
+cluster-down:
+	@PY=$(PY) hack/node.sh down
 
 bench: install
 	$(PY) -m bench

@@ -1,0 +1,96 @@
+"""Helpers for the tests on the real node: apply overlays, wait for pods, compare labels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.kube.cluster import Cluster
+from tests.kube.controlplane import REPO_ROOT, wait_until
+
+NAMESPACE = "node-feature-discovery"
+DEFAULT_OVERLAY = REPO_ROOT / "deploy" / "overlays" / "default"
+FEATURES_D = Path("/etc/kubernetes/node-feature-discovery/features.d")
+SOURCE_D = Path("/etc/kubernetes/node-feature-discovery/source.d")
+MASTER = "app.kubernetes.io/component=master"
+WORKER = "app.kubernetes.io/component=worker"
+
+
+def is_nfd_label(key: str) -> bool:
+    """A label nfd owns: <anything.>feature.node.kubernetes.io/..., nvidia.com/gpu.* marks."""
+    namespace = key.partition("/")[0]
+    return namespace.endswith("feature.node.kubernetes.io") or (
+        namespace == "nvidia.com" and key.startswith("nvidia.com/gpu.")
+    )
+
+
+def nfd_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if is_nfd_label(k)}
+
+
+def host_labels(*args: str) -> dict[str, str]:
+    """What `nfd export labels` gives for this host (the labels the worker pod must produce)."""
+    nfd = Path(sys.executable).with_name("nfd")
+    result = subprocess.run(
+        [str(nfd), "export", "labels", *args], capture_output=True, text=True, check=True
+    )
+    labels: dict[str, str] = json.loads(result.stdout)
+    return labels
+
+
+def pods(cluster: Cluster, selector: str, namespace: str = NAMESPACE) -> list[dict]:
+    result = cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", selector, "-o", "json", check=True
+    )
+    items: list[dict] = json.loads(result.stdout)["items"]
+    return items
+
+
+def running_pods(cluster: Cluster, selector: str, namespace: str = NAMESPACE) -> list[str]:
+    """Names of the pods that are Running and Ready and not being deleted."""
+    names = []
+    for pod in pods(cluster, selector, namespace):
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if (
+            pod["status"].get("phase") == "Running"
+            and conditions.get("Ready") == "True"
+            and "deletionTimestamp" not in pod["metadata"]
+        ):
+            names.append(pod["metadata"]["name"])
+    return names
+
+
+def wait_running(
+    cluster: Cluster, selector: str, timeout: float, namespace: str = NAMESPACE, count: int = 1
+) -> list[str]:
+    """Wait until exactly `count` pods match `selector` and are Ready; return their names."""
+
+    def ready() -> list[str] | None:
+        names = running_pods(cluster, selector, namespace)
+        return names if len(names) == count else None
+
+    return wait_until(ready, timeout, f"{count} Ready pod(s) {selector} in {namespace}", 0.5)
+
+
+def apply_kustomization(cluster: Cluster, directory: Path) -> float:
+    """kubectl apply -k `directory` unchanged; returns the monotonic time it was applied."""
+    cluster.kubectl("apply", "-k", str(directory), check=True)
+    return time.monotonic()
+
+
+def delete_kustomization(cluster: Cluster, directory: Path, timeout: float = 120.0) -> None:
+    """kubectl delete -k, waiting until the namespace (and so every pod) is gone."""
+    cluster.kubectl(
+        "delete",
+        "-k",
+        str(directory),
+        "--ignore-not-found",
+        "--wait=true",
+        f"--timeout={timeout:.0f}s",
+        check=True,
+        timeout=timeout + 30,
+    )
