@@ -42,6 +42,25 @@ def host_labels(*args: str) -> dict[str, str]:
     return labels
 
 
+def clear_nfd_labels(cluster: Cluster) -> None:
+    """Remove every nfd label and annotation from the Node (labels outlive an uninstall, as
+    upstream's do), so that a test sees its own deployment label the node."""
+    node = json.loads(cluster.kubectl("get", "node", cluster.node, "-o", "json", check=True).stdout)
+    labels = [k for k in node["metadata"].get("labels", {}) if is_nfd_label(k)]
+    annotations = [
+        k for k in node["metadata"].get("annotations", {}) if "nfd.node.kubernetes.io" in k
+    ]
+    patch = {
+        "metadata": {
+            "labels": dict.fromkeys(labels),
+            "annotations": dict.fromkeys(annotations),
+        }
+    }
+    cluster.kubectl(
+        "patch", "node", cluster.node, "--type=merge", "-p", json.dumps(patch), check=True
+    )
+
+
 def pods(cluster: Cluster, selector: str, namespace: str = NAMESPACE) -> list[dict]:
     result = cluster.kubectl(
         "get", "pods", "-n", namespace, "-l", selector, "-o", "json", check=True

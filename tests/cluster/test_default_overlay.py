@@ -15,6 +15,7 @@ from tests.cluster.deployment import (
     SOURCE_D,
     WORKER,
     apply_kustomization,
+    clear_nfd_labels,
     host_labels,
     is_nfd_label,
     nfd_labels,
@@ -29,13 +30,18 @@ PREFIX = "feature.node.kubernetes.io/"
 @pytest.fixture(scope="module")
 def deployed(cluster: Cluster) -> Iterator[dict[str, float]]:
     """The default overlay applied once for this module (and removed after it)."""
+    clear_nfd_labels(cluster)
     watch = NodeLabelWatch(cluster.kubeconfig, cluster.node)
     watch.start()
+    mark = watch.mark()
     applied = apply_kustomization(cluster, DEFAULT_OVERLAY)
     expected = host_labels()
     try:
         labelled = watch.wait_for(
-            lambda labels: nfd_labels(labels) == expected, 90, "the host's labels on the Node"
+            lambda labels: nfd_labels(labels) == expected,
+            90,
+            "the host's labels on the Node",
+            since=mark,
         )
     finally:
         watch.stop()
