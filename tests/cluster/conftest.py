@@ -21,7 +21,7 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from tests.cluster.nodewatch import NodeLabelWatch  # noqa: E402
-from tests.kube.cluster import Cluster, ClusterError, images_from_script  # noqa: E402
+from tests.kube.cluster import Cluster, ClusterError, Images, images_from_script  # noqa: E402
 from tests.kube.controlplane import ControlPlaneError  # noqa: E402
 
 
@@ -34,11 +34,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def images() -> Images:
+    """The nfd and pause images (hack/image.sh builds them, or reuses its cache)."""
+    try:
+        return images_from_script()
+    except ClusterError as err:
+        failure = str(err)
+    pytest.fail(failure, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cluster(images: Images) -> Iterator[Cluster]:
     node = Cluster.from_env()
     reused = node.running()
     try:
-        node.up(images_from_script())
+        node.up(images)
     except (ClusterError, ControlPlaneError) as err:
         failure = str(err)
     else:

@@ -101,15 +101,26 @@ def apply_kustomization(cluster: Cluster, directory: Path) -> float:
     return time.monotonic()
 
 
-def delete_kustomization(cluster: Cluster, directory: Path, timeout: float = 120.0) -> None:
-    """kubectl delete -k, waiting until the namespace (and so every pod) is gone."""
+def apply_test_overlay(cluster: Cluster, directory: Path) -> str:
+    """Render a test's own kustomization (outside the repository, so kustomize must be let
+    out of its root to reach deploy/) and apply it; returns the rendered manifests."""
+    rendered = cluster.kubectl(
+        "kustomize", "--load-restrictor=LoadRestrictionsNone", str(directory), check=True
+    ).stdout
+    cluster.kubectl("apply", "-f", "-", input=rendered, check=True)
+    return rendered
+
+
+def delete_manifests(cluster: Cluster, rendered: str, timeout: float = 120.0) -> None:
+    """kubectl delete what apply_test_overlay applied, waiting until it is gone."""
     cluster.kubectl(
         "delete",
-        "-k",
-        str(directory),
+        "-f",
+        "-",
         "--ignore-not-found",
         "--wait=true",
         f"--timeout={timeout:.0f}s",
+        input=rendered,
         check=True,
         timeout=timeout + 30,
     )

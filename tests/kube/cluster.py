@@ -702,7 +702,9 @@ state = "{root / "state"}"
 }}
 .:53 {{
     bind {NODE_IP}
-    errors
+    template ANY ANY {{
+        rcode NXDOMAIN
+    }}
 }}
 """
         )
