@@ -61,6 +61,23 @@ def clear_nfd_labels(cluster: Cluster) -> None:
     )
 
 
+def netns_get(cluster: Cluster, url: str, timeout: float = 10.0) -> str:
+    """GET `url` from inside the cluster's network namespace (pod and Service addresses exist
+    only there); returns the body."""
+    fetch = (
+        "import sys, urllib.request;"
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    )
+    result = subprocess.run(
+        cluster.in_netns([sys.executable, "-c", fetch, url]),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+    return result.stdout
+
+
 def pods(cluster: Cluster, selector: str, namespace: str = NAMESPACE) -> list[dict]:
     result = cluster.kubectl(
         "get", "pods", "-n", namespace, "-l", selector, "-o", "json", check=True

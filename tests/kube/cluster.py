@@ -191,7 +191,7 @@ class Cluster:
     def _netns_path(self) -> str:
         return f"/run/netns/{NETNS}"
 
-    def _in_netns(self, argv: Sequence[str]) -> list[str]:
+    def in_netns(self, argv: Sequence[str]) -> list[str]:
         """argv run inside NETNS only (mounts, PIDs and files stay the host's)."""
         return [_which("nsenter", "util-linux"), f"--net={self._netns_path()}", "--", *argv]
 
@@ -364,12 +364,12 @@ class Cluster:
             self.node_kubeconfig, f"https://{NODE_IP}:{APISERVER_PORT}", token, pki
         )
 
-        self._start("etcd", self._in_netns(self._etcd_argv(binaries["etcd"])))
-        self._start("kube-apiserver", self._in_netns(self._apiserver_argv(binaries, pki)))
+        self._start("etcd", self.in_netns(self._etcd_argv(binaries["etcd"])))
+        self._start("kube-apiserver", self.in_netns(self._apiserver_argv(binaries, pki)))
         relay_socket = self.state_dir / "apiserver.sock"
         self._start(
             "apiserver-relay-netns",
-            self._in_netns(
+            self.in_netns(
                 [
                     _which("socat", "socat"),
                     f"UNIX-LISTEN:{relay_socket},fork,unlink-early,mode=600",
@@ -394,10 +394,10 @@ class Cluster:
             "kube-apiserver /readyz through the relay",
             interval=0.5,
         )
-        self._start("kube-controller-manager", self._in_netns(self._kcm_argv(binaries, pki)))
+        self._start("kube-controller-manager", self.in_netns(self._kcm_argv(binaries, pki)))
         self._start(
             "kube-scheduler",
-            self._in_netns(
+            self.in_netns(
                 [
                     binaries["kube-scheduler"],
                     f"--kubeconfig={self.node_kubeconfig}",
@@ -410,19 +410,19 @@ class Cluster:
         )
         config = self._containerd_config(normalized_reference(sandbox_image))
         containerd = _which("containerd", "containerd")
-        self._start("containerd", self._in_netns([containerd, f"--config={config}"]))
+        self._start("containerd", self.in_netns([containerd, f"--config={config}"]))
         wait_until(
             lambda: self._alive("containerd") and self.ctr("version", check=False).returncode == 0,
             60,
             "containerd to answer",
         )
-        self._start("coredns", self._in_netns(self._coredns_argv(binaries["coredns"])))
+        self._start("coredns", self.in_netns(self._coredns_argv(binaries["coredns"])))
         self._start(
             "kube-proxy",
-            self._in_netns([binaries["kube-proxy"], f"--config={self._kube_proxy_config()}"]),
+            self.in_netns([binaries["kube-proxy"], f"--config={self._kube_proxy_config()}"]),
         )
         self._write_cni_config()
-        self._start("kubelet", self._in_netns(self._kubelet_argv(binaries["kubelet"])))
+        self._start("kubelet", self.in_netns(self._kubelet_argv(binaries["kubelet"])))
         self.wait_node_ready(timeout)
         wait_until(
             lambda: self.kubectl("get", "serviceaccount", "default").returncode == 0,
@@ -477,10 +477,17 @@ class Cluster:
         ).stdout
         if f" {NODE_IP}/32 " not in addresses:
             ip("-n", NETNS, "addr", "add", f"{NODE_IP}/32", "dev", "lo")
+        # The namespace has no default route: give processes in it (tests, CoreDNS's clients)
+        # a route to the Service range, which kube-proxy's OUTPUT DNAT then redirects to a pod.
+        routes = subprocess.run(
+            ["ip", "-n", NETNS, "route", "show", SERVICE_CIDR], capture_output=True, text=True
+        ).stdout
+        if not routes.strip():
+            ip("-n", NETNS, "route", "add", SERVICE_CIDR, "dev", "lo", "src", NODE_IP)
         # Pod -> Service -> pod on the same bridge needs the bridge's traffic to go through
         # iptables (kube-proxy's DNAT); both settings are per network namespace.
         subprocess.run(
-            self._in_netns(
+            self.in_netns(
                 [
                     "sysctl",
                     "-q",
