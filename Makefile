@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMPS := .make-stamps
 
-.PHONY: install venv proto binaries test lint unit e2e run bench clean cluster cluster-down
+.PHONY: install venv proto binaries test lint unit e2e run bench clean
 
 install: venv proto binaries
 
@@ -46,6 +46,7 @@ run: install
 	$(VENV)/bin/nfd-worker --oneshot --no-publish
 
 # A real one-node cluster (tests/kube/cluster.py); the last line printed is its kubeconfig.
+.PHONY: cluster cluster-down
 cluster: install
 	@PY=$(PY) hack/node.sh up
 
