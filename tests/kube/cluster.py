@@ -797,14 +797,18 @@ state = "{root / "state"}"
         """Stop and remove everything up() started; safe to run on a half-started cluster."""
         if not self.state_dir.exists() and not Path(self._netns_path()).exists():
             return
-        # The kubelet first, so that it restarts nothing; then every container process.
-        self.stop_component("kubelet")
+        # The kubelet first, so that it restarts nothing; then every container process. The
+        # state is thrown away: a component gets 5 s to stop on SIGTERM, then SIGKILL.
+        began = time.monotonic()
+        self.stop_component("kubelet", timeout=5)
         pod_cgroups = self._our_kubepods_cgroups()
         _kill_cgroup_processes(pod_cgroups)
         for pid in _processes_mentioning(str(self.containerd_socket)):
             _kill(pid, signal.SIGKILL)  # containerd-shim-runc-v2 -address <our socket>
         for name in reversed(COMPONENTS):
-            self.stop_component(name)
+            stopping = time.monotonic()
+            self.stop_component(name, timeout=5)
+            log.debug("%s stopped in %.1fs", name, time.monotonic() - stopping)
         # Every component names the state directory in its arguments: whatever is left
         # (a lost PID file, a crashed up()) is found by that.
         for pid in _processes_mentioning(f"{self.state_dir}/"):
@@ -814,8 +818,22 @@ state = "{root / "state"}"
         if Path(self._netns_path()).exists():
             subprocess.run(["ip", "netns", "delete", NETNS], check=False, capture_output=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        try:
+            wait_until(lambda: not self.leftovers(pod_cgroups), 10, "the cluster to be gone")
+        except TimeoutError:
+            raise ClusterError(f"down left: {'; '.join(self.leftovers(pod_cgroups))}") from None
+        log.info("cluster removed in %.1fs", time.monotonic() - began)
+
+    def leftovers(self, cgroups: Sequence[Path] = ()) -> list[str]:
+        """What of this cluster still exists on the host (empty after a clean down())."""
+        found = [f"process {pid}" for pid in _processes_mentioning(f"{self.state_dir}/")]
+        found += [f"mount {point}" for point in _mounts_below(self.state_dir)]
+        found += [f"cgroup {group}" for group in cgroups if group.exists()]
+        if Path(self._netns_path()).exists():
+            found.append(f"network namespace {NETNS}")
         if self.state_dir.exists():
-            raise ClusterError(f"could not remove {self.state_dir}")
+            found.append(f"directory {self.state_dir}")
+        return found
 
     def _our_kubepods_cgroups(self) -> list[Path]:
         recorded = self.state_dir / "preexisting-cgroups.json"
@@ -901,17 +919,22 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
-def _unmount_below(directory: Path) -> None:
-    """Unmount every mount point at or below `directory`, deepest first (lazily, so a busy
-    one does not stop the rest)."""
-    prefix = str(directory.resolve()) if directory.exists() else str(directory)
-    points = []
+def _mounts_below(directory: Path) -> list[str]:
+    """Mount points at or below `directory`, deepest first."""
+    prefix = str(directory)
+    points = set()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         # Field 5 is the mount point, with spaces etc. escaped as octal.
         point = line.split()[4].encode().decode("unicode_escape")
         if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
-    for point in sorted(set(points), key=len, reverse=True):
+            points.add(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _unmount_below(directory: Path) -> None:
+    """Unmount everything at or below `directory` (lazily, so a busy mount does not stop the
+    rest)."""
+    for point in _mounts_below(directory):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
