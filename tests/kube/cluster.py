@@ -309,7 +309,7 @@ class Cluster:
         if self.running():
             log.info("reusing the cluster in %s", self.state_dir)
         else:
-            if self.state_dir.exists():
+            if self.state_dir.exists() or Path(self._netns_path()).exists():
                 log.info("removing a cluster that is not fully running")
                 self.down()
             try:
