@@ -50,6 +50,7 @@ class NodeLabelWatch:
         while not self._stop.is_set():
             if not version:
                 listed = api.list_node(field_selector=selector)
+                assert listed.metadata is not None
                 version = str(listed.metadata.resource_version)
                 for item in listed.items:
                     self._record(item)
