@@ -24,7 +24,7 @@ proto: venv
 
 # Test infrastructure built from Go modules into ~/.cache/nfd (never the repo).
 binaries:
-	@for s in hack/control-plane.sh hack/upstream-nfd.sh hack/helm.sh; do \
+	@for s in hack/control-plane.sh hack/upstream-nfd.sh hack/helm.sh hack/node.sh; do \
 	  if [ -x $$s ]; then echo "== $$s build"; $$s build || exit 1; fi; \
 	done
 
@@ -50,6 +50,14 @@ test: install lint
 
 run: install
 	$(VENV)/bin/nfd-worker --oneshot --no-publish
+
+# A real one-node cluster (tests/kube/cluster.py); the last line printed is its kubeconfig.
+.PHONY: cluster cluster-down
+cluster: install
+	@PY=$(PY) hack/node.sh up
+
+cluster-down:
+	@PY=$(PY) hack/node.sh down
 
 bench: install
 	$(PY) -m bench

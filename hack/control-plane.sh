@@ -2,7 +2,8 @@
 # control-plane.sh — build and locate the Kubernetes control-plane binaries the e2e tests run.
 #
 #   hack/control-plane.sh build          build (or reuse) etcd, kube-apiserver,
-#                                        kube-controller-manager and kubectl
+#                                        kube-controller-manager, kubectl and the node's
+#                                        kubelet, kube-scheduler, kube-proxy, coredns
 #   hack/control-plane.sh path <name>    print the cached binary's path (exit 1 if not built)
 #   hack/control-plane.sh versions       print the pinned versions
 #   hack/control-plane.sh env            print NFD_CP_* variables for the pytest harness
@@ -15,6 +16,7 @@ set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
 NFD_CACHE=${NFD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfd}
 BIN_DIR=$NFD_CACHE/bin
 BUILD_DIR=$NFD_CACHE/build
@@ -22,7 +24,9 @@ BUILD_DIR=$NFD_CACHE/build
 # The go binary may not be on PATH in CI images that install Go under /usr/local/go.
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 
-K8S_BINARIES=(kube-apiserver kube-controller-manager kubectl)
+# One `go build` in one wrapper module builds every missing one of these (they share most
+# packages); the last three are the real node's (make cluster, tests/cluster).
+K8S_BINARIES=(kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy)
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
@@ -30,6 +34,8 @@ version_of() {
   case $1 in
     etcd) echo "$ETCD_VERSION" ;;
     kube-apiserver | kube-controller-manager | kubectl) echo "$K8S_VERSION" ;;
+    kubelet | kube-scheduler | kube-proxy) echo "$K8S_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
     *) log "unknown binary: $1"; return 1 ;;
   esac
 }
@@ -103,12 +109,33 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean"
   done
-  local targets=()
-  for name in "${K8S_BINARIES[@]}"; do targets+=("k8s.io/kubernetes/cmd/$name"); done
+  # Only the missing binaries: adding the node's three to a cache that already holds the
+  # control plane's must not relink the others.
+  local targets=() missing=()
+  for name in "${K8S_BINARIES[@]}"; do
+    all_cached "$name" && ln -sfn "$name-$K8S_VERSION" "$BIN_DIR/$name" && continue
+    missing+=("$name") && targets+=("k8s.io/kubernetes/cmd/$name")
+  done
+  log "kubernetes $K8S_VERSION: building ${missing[*]}"
   mkdir -p out
   go_env build -trimpath -ldflags "$ldflags" -o out/ "${targets[@]}"
-  for name in "${K8S_BINARIES[@]}"; do install_binary "$name" "out/$name"; done
+  for name in "${missing[@]}"; do install_binary "$name" "out/$name"; done
   log "kubernetes $K8S_VERSION: built in $((SECONDS - start))s"
+}
+
+# CoreDNS answers the cluster's Service names (the worker finds the master as nfd-master:8080).
+# Its root package is the coredns main and its go.mod has no local replaces, so a wrapper that
+# requires it by version builds it with the default plugin set.
+build_coredns() {
+  if all_cached coredns; then log "coredns $COREDNS_VERSION: cached"; ln -sfn "coredns-$COREDNS_VERSION" "$BIN_DIR/coredns"; return; fi
+  local dir=$BUILD_DIR/coredns-$COREDNS_VERSION start=$SECONDS
+  log "coredns $COREDNS_VERSION: building in $dir"
+  mkdir -p "$dir" && cd "$dir"
+  [[ -f go.mod ]] || go_env mod init local/coredns-bin >/dev/null 2>&1
+  go_env mod edit -go="$(go_version)" -require="github.com/coredns/coredns@$COREDNS_VERSION"
+  go_env build -trimpath -ldflags "-s -w" -o "$dir/out/coredns" github.com/coredns/coredns
+  install_binary coredns "$dir/out/coredns"
+  log "coredns $COREDNS_VERSION: built in $((SECONDS - start))s"
 }
 
 cmd_build() {
@@ -124,6 +151,7 @@ cmd_build() {
   fi
   build_etcd
   build_kubernetes
+  build_coredns
   "$BIN_DIR/kube-apiserver" --version >&2
   # Not `| head -1`: under pipefail, etcd's SIGPIPE after head exits fails the build.
   local etcd_version
@@ -144,7 +172,7 @@ cmd_path() {
 
 cmd_env() {
   local name var
-  for name in etcd "${K8S_BINARIES[@]}"; do
+  for name in etcd "${K8S_BINARIES[@]}" coredns; do
     var=$(tr 'a-z-' 'A-Z_' <<<"$name")
     echo "NFD_CP_$var=$(versioned_path "$name")"
   done
@@ -154,7 +182,7 @@ main() {
   case ${1:-} in
     build) cmd_build ;;
     path) shift; cmd_path "$@" ;;
-    versions) echo "kubernetes $K8S_VERSION"; echo "etcd $ETCD_VERSION" ;;
+    versions) echo "kubernetes $K8S_VERSION"; echo "etcd $ETCD_VERSION"; echo "coredns $COREDNS_VERSION" ;;
     env) cmd_env ;;
     *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; return 2 ;;
   esac
