@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -149,7 +150,7 @@ def test_missing_named_file_is_an_error(tmp_path):
 
 
 def test_unreadable_or_binary_file_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="a directory, not a regular file"):
         load_config(str(tmp_path), must_exist=True)  # a directory
     binary = tmp_path / "bin.conf"
     binary.write_bytes(b"core:\n  x: \xff\xfe\n")
@@ -208,3 +209,15 @@ def test_each_config_gets_its_own_copy_of_the_values():
     first.sources["pci"]["deviceClassWhitelist"].append("12")
     assert second.sources["pci"]["deviceClassWhitelist"] == ["03"]
     assert data["sources"]["pci"]["deviceClassWhitelist"] == ["03"]
+
+
+def test_config_that_is_not_a_small_regular_file_is_refused_unread(tmp_path):
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="fifo.conf: a FIFO, not a regular file"):
+        load_config(str(fifo))  # returns at once: nothing opened it
+    big = tmp_path / "big.conf"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # sparse: costs one stat, never a read
+    with pytest.raises(ConfigError, match="over the 1048576 byte limit"):
+        load_config(str(big))

@@ -8,14 +8,19 @@ Unknown keys are kept out and reported as warnings, as upstream ignores them.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nfd.configfile import ConfigError, Where, load_yaml_with_lines
 from nfd.durations import parse_duration
+from nfd.hostfs import FileRefused, read_regular_file
 from nfd.regex import RegexError, compile_re2
 from nfd.sources import SOURCE_NAMES, get_source
+
+# A ConfigMap holds at most 1 MiB; a larger nfd-worker.conf is a mistake, not config.
+MAX_CONFIG_BYTES = 1 << 20
 
 DEFAULT_CONFIG_PATH = "/etc/kubernetes/node-feature-discovery/nfd-worker.conf"
 
@@ -155,16 +160,19 @@ def build_config(
 
 
 def load_config(path: str, must_exist: bool = False) -> WorkerConfig:
-    """Load nfd-worker.conf; a missing file gives the defaults unless ``must_exist``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
+    """Load nfd-worker.conf; a missing file gives the defaults unless ``must_exist``.
+
+    At most MAX_CONFIG_BYTES of a regular file is read: a FIFO would block discovery and
+    a huge or growing file would cost the worker its memory.
+    """
+    if not os.path.lexists(path):
         if must_exist:
-            raise ConfigError(f"{path}: no such file") from None
+            raise ConfigError(f"{path}: no such file")
         return build_config({}, path)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        text = read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except FileRefused as err:
+        raise ConfigError(str(err)) from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text: {err}") from None
     return parse_config_text(text, path)
