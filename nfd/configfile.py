@@ -6,6 +6,7 @@ are read the same way, and a bad value is reported as ``file:line: key``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,14 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file or option that cannot be used; the message says where."""
+
+
+def is_devnull(path: str) -> bool:
+    """``--config=/dev/null`` (or a link to it) is the usual way to say "no config file"."""
+    try:
+        return os.path.samefile(path, os.devnull)
+    except (OSError, ValueError):
+        return False
 
 
 class Where:

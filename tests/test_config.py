@@ -221,3 +221,13 @@ def test_config_that_is_not_a_small_regular_file_is_refused_unread(tmp_path):
         f.truncate(1 << 30)  # sparse: costs one stat, never a read
     with pytest.raises(ConfigError, match="over the 1048576 byte limit"):
         load_config(str(big))
+
+
+def test_dev_null_is_the_empty_config(tmp_path):
+    """``--config=/dev/null`` means no config, as with upstream; other devices stay refused."""
+    assert load_config(os.devnull, must_exist=True).warnings == []
+    link = tmp_path / "nfd-worker.conf"
+    link.symlink_to(os.devnull)
+    assert load_config(str(link)).warnings == []
+    with pytest.raises(ConfigError, match="character device"):
+        load_config("/dev/zero")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nfd.configfile import ConfigError, load_yaml_with_lines
+from nfd.configfile import ConfigError, is_devnull, load_yaml_with_lines
 from nfd.configfile import Where as _Where
 from nfd.durations import parse_duration
 from nfd.master.policy import PolicyConfig, PolicyError
@@ -218,7 +218,9 @@ def _read_bounded(path: str) -> bytes:
 
 
 def read_config_text(path: str, must_exist: bool = False) -> str:
-    """The file's text; "" when it is missing and not ``must_exist``."""
+    """The file's text; "" when it is missing and not ``must_exist``, or /dev/null."""
+    if is_devnull(path):
+        return ""
     try:
         return _read_bounded(path).decode("utf-8")
     except FileNotFoundError:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nfd.configfile import ConfigError, Where, load_yaml_with_lines
+from nfd.configfile import ConfigError, Where, is_devnull, load_yaml_with_lines
 from nfd.durations import parse_duration
 from nfd.hostfs import FileRefused, read_regular_file
 from nfd.regex import RegexError, compile_re2
@@ -163,8 +163,10 @@ def load_config(path: str, must_exist: bool = False) -> WorkerConfig:
     """Load nfd-worker.conf; a missing file gives the defaults unless ``must_exist``.
 
     At most MAX_CONFIG_BYTES of a regular file is read: a FIFO would block discovery and
-    a huge or growing file would cost the worker its memory.
+    a huge or growing file would cost the worker its memory. /dev/null is the empty file.
     """
+    if is_devnull(path):
+        return build_config({}, path)
     if not os.path.lexists(path):
         if must_exist:
             raise ConfigError(f"{path}: no such file")

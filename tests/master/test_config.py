@@ -263,3 +263,11 @@ def test_a_fifo_as_config_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ConfigError, match="not a regular file"):
         load_master_config(str(fifo), must_exist=True)
+
+
+def test_dev_null_as_config_is_the_defaults() -> None:
+    import os
+
+    assert load_master_config(os.devnull, must_exist=True) == load_master_config(
+        "/nonexistent/nfd-master.conf"
+    )
