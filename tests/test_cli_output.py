@@ -1,18 +1,23 @@
 """What ``nfd export``, ``nfd-worker --oneshot --no-publish`` and ``nfd dryrun`` print.
 
-Piped, each prints exactly the JSON it always printed (pinned here and, for
-``nfd export``, in tests/golden); scripts that parse it keep working. The
-golden files tests/golden/worker-oneshot.json and
-dryrun-nodefeaturerule-1.json were captured from the commands before
-human-readable output existed.
+On a terminal (here a pseudo-terminal) labels print as a sorted NAME/VALUE
+table, features as YAML, dryrun's result as a table per part. Piped, each
+prints exactly the JSON it always printed (pinned here and, for ``nfd export``,
+in tests/golden); scripts that parse it keep working. The golden files
+tests/golden/worker-oneshot.json and dryrun-nodefeaturerule-1.json were
+captured from the commands before human-readable output existed.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 from tests.fixture_paths import UPSTREAM_E2E_DATA
 from tests.golden import CONFIG, HERE, NODE_NAME, TREES
@@ -76,3 +81,135 @@ def test_piped_worker_oneshot_is_one_json_line():
 def test_piped_dryrun_is_the_golden_json():
     out = piped(command("nfd", "dryrun", *DRYRUN_ARGS))
     assert out == (DRYRUN).read_bytes()
+
+
+def in_terminal(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    """stdout of ``cmd`` run with a pseudo-terminal as its stdout, as text with ``\\n``.
+
+    stderr goes to a pipe, so the log lines stay out of what is compared.
+    """
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            env=env or environment(),
+        )
+    finally:
+        os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.wait(timeout=120) == 0, stderr
+    # The terminal's line discipline writes each newline as CR LF.
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def golden_labels() -> dict[str, str]:
+    return json.loads((HERE / "host-full" / "labels.json").read_text())
+
+
+def assert_labels_table(text: str, labels: dict[str, str]) -> None:
+    lines = text.splitlines()
+    assert lines[0].split() == ["NAME", "VALUE"]
+    value_column = lines[0].index("VALUE")
+    rows = [(line[:value_column].rstrip(), line[value_column:]) for line in lines[1:]]
+    assert rows == sorted(labels.items())
+    # Aligned: every value starts in the VALUE column, two blanks after the longest name.
+    assert value_column == max(len(k) for k in labels) + 2
+    assert all(line[value_column - 1] == " " for line in lines[1:])
+
+
+def test_terminal_export_labels_is_a_sorted_aligned_table():
+    text = in_terminal(command("nfd", "export", "labels", *DISCOVERY_ARGS))
+    assert_labels_table(text, golden_labels())
+
+
+def test_terminal_worker_oneshot_is_the_same_table():
+    text = in_terminal(command("nfd-worker", "--oneshot", "--no-publish", *DISCOVERY_ARGS))
+    assert_labels_table(text, golden_labels())
+
+
+def test_terminal_export_features_is_yaml_of_the_same_document():
+    text = in_terminal(command("nfd", "export", "features", *DISCOVERY_ARGS))
+    assert not text.lstrip().startswith("{")
+    golden = json.loads((HERE / "host-full" / "features.json").read_text())
+    assert yaml.safe_load(text) == golden
+
+
+def test_terminal_with_output_json_is_the_piped_bytes():
+    for cmd, golden in (
+        (command("nfd", "export", "labels", "-o", "json", *DISCOVERY_ARGS),
+         HERE / "host-full" / "labels.json"),
+        (command("nfd-worker", "-oneshot", "-no-publish", "-output=json", *DISCOVERY_ARGS),
+         WORKER_ONESHOT),
+        (command("nfd", "dryrun", "--output", "json", *DRYRUN_ARGS), DRYRUN),
+    ):  # fmt: skip
+        assert in_terminal(cmd) == golden.read_text(), cmd
+
+
+def test_piped_with_output_table_and_yaml():
+    out = piped(command("nfd", "export", "labels", "-o", "table", *DISCOVERY_ARGS))
+    assert_labels_table(out.decode(), golden_labels())
+    out = piped(command("nfd-worker", "--oneshot", "--no-publish", "-o", "yaml", *DISCOVERY_ARGS))
+    assert yaml.safe_load(out) == golden_labels()
+
+
+def test_terminal_dryrun_is_a_table_per_part():
+    text = in_terminal(command("nfd", "dryrun", *DRYRUN_ARGS))
+    assert text == (
+        "Labels (2):\n"
+        "  NAME                  VALUE\n"
+        "  e2e-attribute-test-2  true\n"
+        "  e2e-instance-test-2   true\n"
+        "\n"
+        "Annotations (0):\n"
+        "  none\n"
+        "\n"
+        "Taints (0):\n"
+        "  none\n"
+        "\n"
+        "Extended resources (0):\n"
+        "  none\n"
+    )
+
+
+def test_terminal_features_table(tmp_path):
+    text = in_terminal(command("nfd", "export", "features", "-o", "table", *DISCOVERY_ARGS))
+    lines = text.splitlines()
+    assert lines[0].split() == ["FEATURE", "TYPE", "ELEMENT", "VALUE"]
+    golden = json.loads((HERE / "host-full" / "features.json").read_text())
+    flags = sum(len(v["elements"]) for v in golden["flags"].values())
+    attrs = sum(len(v["elements"]) for v in golden["attributes"].values())
+    insts = sum(len(v["elements"]) for v in golden["instances"].values())
+    assert len(lines) == 1 + flags + attrs + insts
+    assert any(line.split()[:2] == ["cpu.cpuid", "flag"] for line in lines)
+
+
+def test_export_to_path_stays_json_on_a_terminal(tmp_path):
+    path = tmp_path / "labels.json"
+    assert (
+        in_terminal(command("nfd", "export", "labels", "--path", str(path), *DISCOVERY_ARGS)) == ""
+    )
+    assert path.read_bytes() == (HERE / "host-full" / "labels.json").read_bytes()
+
+
+def test_unknown_output_format_is_a_usage_error():
+    proc = subprocess.run(
+        command("nfd", "export", "labels", "-o", "xml", *DISCOVERY_ARGS),
+        capture_output=True, text=True, env=environment(), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "invalid choice: 'xml'" in proc.stderr

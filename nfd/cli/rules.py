@@ -2,9 +2,10 @@
 
 ``nfd dryrun --rule RULES.yaml --features NODEFEATURE.yaml`` evaluates every
 rule of the file, in order and chained through ``rule.matched`` as the master
-does, and prints ``{"labels", "annotations", "taints", "extendedResources"}``
-with keys as the rules wrote them. Without ``--features`` it discovers this
-node (``--host-prefix`` and the other discovery options) first. It exits 1
+does, and prints ``{"labels", "annotations", "taints", "extendedResources"}``:
+through a pipe or with ``-o json`` as JSON with keys as the rules wrote them, on a
+terminal as a table of each part, with ``-o yaml`` as YAML. Without ``--features``
+it discovers this node (``--host-prefix`` and the other discovery options) first. It exits 1
 when a rule fails with an error (the output of the other rules is still
 printed), 2 when an input cannot be read.
 
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from nfd.cli import output
 from nfd.features import FeatureFormatError, Features
 from nfd.rules import (
     MAX_RULE_TEXT_BYTES,
@@ -49,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-n",
         help="NodeFeature object or bare features (JSON/YAML); default: discover this node",
     )
-    dryrun.add_argument("--output", "-o", choices=("json", "yaml"), default="json")
+    output.add_output_option(dryrun, "table")
     add_discovery_options(dryrun)
     dryrun.set_defaults(func=run_dryrun)
 
@@ -123,9 +125,8 @@ def _discover(args: argparse.Namespace) -> Features:
     return discover_features(host_from_args(args), config, node_name())
 
 
-def _dump(document: Any, fmt: str) -> str:
-    if fmt == "yaml":
-        return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
+def _json(document: Any) -> str:
+    # Keys in the rules' order, as dryrun always printed them.
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -139,11 +140,12 @@ def run_dryrun(args: argparse.Namespace) -> int:
     except (InputError, RuleError) as err:
         print(f"nfd dryrun: {err}", file=sys.stderr)
         return 2
-    output = execute_rules(rules, features)
-    sys.stdout.write(_dump(output.to_dict(), args.output))
-    for error in output.errors:
+    result = execute_rules(rules, features)
+    fmt = output.choose_format(args.output, output.stream_is_tty(sys.stdout), "table")
+    sys.stdout.write(output.render(result.to_dict(), fmt, _json, output.rule_output_table))
+    for error in result.errors:
         print(f"nfd dryrun: error: {error}", file=sys.stderr)
-    return 1 if output.errors else 0
+    return 1 if result.errors else 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
