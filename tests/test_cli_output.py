@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 
 from tests.fixture_paths import UPSTREAM_E2E_DATA
 from tests.golden import CONFIG, HERE, NODE_NAME, TREES
+from tests.terminal import run_in_terminal
 
 BIN = Path(sys.executable).parent
 WORKER_ONESHOT = HERE / "worker-oneshot.json"
@@ -83,40 +83,6 @@ def test_piped_dryrun_is_the_golden_json():
     assert out == (DRYRUN).read_bytes()
 
 
-def in_terminal(cmd: list[str], env: dict[str, str] | None = None) -> str:
-    """stdout of ``cmd`` run with a pseudo-terminal as its stdout, as text with ``\\n``.
-
-    stderr goes to a pipe, so the log lines stay out of what is compared.
-    """
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=slave,
-            stderr=subprocess.PIPE,
-            env=env or environment(),
-        )
-    finally:
-        os.close(slave)
-    chunks = []
-    try:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    assert proc.wait(timeout=120) == 0, stderr
-    # The terminal's line discipline writes each newline as CR LF.
-    return b"".join(chunks).decode().replace("\r\n", "\n")
-
-
 def golden_labels() -> dict[str, str]:
     return json.loads((HERE / "host-full" / "labels.json").read_text())
 
@@ -130,6 +96,10 @@ def assert_labels_table(text: str, labels: dict[str, str]) -> None:
     # Aligned: every value starts in the VALUE column, two blanks after the longest name.
     assert value_column == max(len(k) for k in labels) + 2
     assert all(line[value_column - 1] == " " for line in lines[1:])
+
+
+def in_terminal(cmd: list[str]) -> str:
+    return run_in_terminal(cmd, environment())
 
 
 def test_terminal_export_labels_is_a_sorted_aligned_table():
