@@ -183,3 +183,12 @@ def test_unknown_output_format_is_a_usage_error():
     )  # fmt: skip
     assert proc.returncode == 2
     assert "invalid choice: 'xml'" in proc.stderr
+
+
+def test_worker_output_flag_needs_oneshot_no_publish():
+    proc = subprocess.run(
+        command("nfd-worker", "--no-publish", "-o", "table", *DISCOVERY_ARGS),
+        capture_output=True, text=True, env=environment(), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--output applies to --oneshot --no-publish only" in proc.stderr

@@ -280,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     no_publish = args.no_publish or config.core.no_publish
+    if args.output and not (args.oneshot and no_publish):
+        log.error(
+            "--output applies to --oneshot --no-publish only "
+            "(a running worker prints each label set as one JSON line)"
+        )
+        return 2
     node = node_name()
     if args.oneshot:
         return _oneshot(args, config, node, no_publish)
