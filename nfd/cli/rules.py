@@ -9,6 +9,10 @@ it discovers this node (``--host-prefix`` and the other discovery options) first
 when a rule fails with an error (the output of the other rules is still
 printed), 2 when an input cannot be read.
 
+``nfd dryrun ... --why LABEL`` explains one label instead: the rule that sets it,
+or for every rule that names it the first feature or matchExpression this node's
+features fail (``nfd.rules.explain``).
+
 ``nfd validate RULES.yaml...`` reports every problem with file, rule and
 field; it exits 0 only when every file is valid. ``--worker`` checks custom.d
 files (worker shorthands and the legacy ``matchOn`` format allowed).
@@ -52,6 +56,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="NodeFeature object or bare features (JSON/YAML); default: discover this node",
     )
     output.add_output_option(dryrun, "table")
+    dryrun.add_argument(
+        "--why",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="explain LABEL instead: the rule that sets it, or for each rule that could, "
+        "the first thing that failed (repeatable)",
+    )
     add_discovery_options(dryrun)
     dryrun.set_defaults(func=run_dryrun)
 
@@ -140,6 +152,11 @@ def run_dryrun(args: argparse.Namespace) -> int:
     except (InputError, RuleError) as err:
         print(f"nfd dryrun: {err}", file=sys.stderr)
         return 2
+    if args.why:
+        from nfd.rules.explain import explain_label, render
+
+        sys.stdout.write("".join(render(explain_label(rules, features, w)) for w in args.why))
+        return 0
     result = execute_rules(rules, features)
     fmt = output.choose_format(args.output, output.stream_is_tty(sys.stdout), "table")
     sys.stdout.write(output.render(result.to_dict(), fmt, _json, output.rule_output_table))
