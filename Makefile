@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for make test (CI has 2 cores; most tests wait on processes).
+TEST_JOBS ?= 2
 STAMPS := .make-stamps
 
 .PHONY: install venv proto binaries image test lint unit e2e run bench clean
@@ -46,7 +48,7 @@ e2e: install
 	$(PY) -m pytest -q tests -m e2e
 
 test: install lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup tests
 
 run: install
 	$(VENV)/bin/nfd-worker --oneshot --no-publish

@@ -25,12 +25,15 @@ from tests.kube.cluster import Cluster, ClusterError, Images, images_from_script
 from tests.kube.controlplane import ControlPlaneError  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything here needs the real control plane and node: mark it `e2e`."""
     here = Path(__file__).parent
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+            # One node for the session: under pytest-xdist all of it runs in one worker.
+            item.add_marker(pytest.mark.xdist_group("node"))
 
 
 @pytest.fixture(scope="session")

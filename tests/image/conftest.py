@@ -75,9 +75,14 @@ def containerd(
         ctd.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
+        if here not in item.path.parents:
+            continue
+        # hack/image.sh and containerd are shared with tests/cluster: the same xdist worker.
+        item.add_marker(pytest.mark.xdist_group("node"))
         needs = set(getattr(item, "fixturenames", ())) & {"image_archive", "pause_archive"}
-        if here in item.path.parents and needs:
+        if needs:
             item.add_marker(pytest.mark.e2e)

@@ -29,10 +29,15 @@ E2E_MODULES = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
-        if here in item.path.parents and item.path.stem in E2E_MODULES:
+        if here not in item.path.parents:
+            continue
+        # One control plane (its tests restart it) and one results file: one xdist worker.
+        item.add_marker(pytest.mark.xdist_group("reliability"))
+        if item.path.stem in E2E_MODULES:
             item.add_marker(pytest.mark.e2e)
 
 
