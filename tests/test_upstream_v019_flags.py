@@ -221,6 +221,27 @@ def test_every_master_config_key_is_known() -> None:
     assert parse_master_config("restrictions: {allowOverwrite: true}\n", "m").warnings == ()
 
 
+def uncommented(text: str) -> str:
+    return "\n".join(ln[1:] if re.match(r"#(?!#)", ln) else ln for ln in text.splitlines())
+
+
+def test_upstreams_example_config_files_parse_uncommented() -> None:
+    """deployment/components/*-config/*.conf.example of v0.19.0, every option uncommented:
+    each key is known (the one exception is upstream's own stray restrictions.disableTaints)."""
+    components = current_source() / "deployment" / "components"
+    master = uncommented((components / "master-config" / "nfd-master.conf.example").read_text())
+    warnings = parse_master_config(master, "nfd-master.conf.example").warnings
+    assert not [w for w in warnings if "unknown" in w], warnings
+    assert any("restrictions.disableTaints: listed in upstream's example" in w for w in warnings)
+    assert any(": klog: klog options" in w for w in warnings)
+    worker = uncommented((components / "worker-config" / "nfd-worker.conf.example").read_text())
+    config = parse_config_text(worker, "nfd-worker.conf.example")
+    assert [w.split(": ", 1)[1] for w in config.warnings] == [
+        "core.klog: klog options; this worker logs through Python's logging (-v sets the "
+        "level), ignored"
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
