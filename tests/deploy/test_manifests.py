@@ -92,6 +92,7 @@ def test_master_rbac_is_least_privilege() -> None:
         *{("", "nodes", "*", v) for v in ("get", "list", "watch", "patch", "update")},
         ("", "nodes/status", "*", "patch"),
         *{("nfd.k8s-sigs.io", "nodefeaturerules", "*", v) for v in ("get", "list", "watch")},
+        *{("nfd.k8s-sigs.io", "nodefeatures", "*", v) for v in ("get", "list", "watch", "delete")},
     }
     role = find(objs, "Role", "nfd-master")
     assert role["metadata"]["namespace"] == NAMESPACE
