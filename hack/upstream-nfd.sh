@@ -6,6 +6,8 @@
 #   hack/upstream-nfd.sh path <name>    print the cached binary's path (exit 1 if not built)
 #   hack/upstream-nfd.sh version        print the pinned version
 #   hack/upstream-nfd.sh env            print NFD_UPSTREAM_* variables for the tests and bench
+#   hack/upstream-nfd.sh deployment     cache (or reuse) v0.19.0's deployment/ tree (CRDs,
+#                                       kustomize bases and overlays, Helm chart); build does it too
 #
 # v0.16.x is the last upstream minor with the gRPC Labeler API (nfd-master -enable-nodefeature-api
 # =false); v0.16.6 is the newest v0.16 patch the Go module proxy serves. Same conventions as
@@ -29,6 +31,9 @@ GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 MODULE=sigs.k8s.io/node-feature-discovery
 
 BINARIES=(nfd-worker nfd-master kubectl-nfd nfd-worker-prefixed)
+# The newest upstream release (NodeFeature API only): its CRDs and manifests are what
+# deploy/ must stay compatible with (tests/deploy/test_crds.py, tests/e2e/test_deploy.py).
+NFD_UPSTREAM_CURRENT=${NFD_UPSTREAM_CURRENT:-v0.19.0}
 
 log() { printf '[upstream-nfd] %s\n' "$*" >&2; }
 
@@ -64,7 +69,27 @@ mod_info() {
 }
 mod_file() { mod_info "$1" GoMod; }
 
+deployment_dir() { echo "$NFD_CACHE/upstream-nfd-deployment-$NFD_UPSTREAM_CURRENT"; }
+
+# Copies deployment/ of the module (a zip the Go module proxy serves, checksummed by
+# sum.golang.org) to $NFD_CACHE; with the copy present, nothing is fetched.
+cmd_deployment() {
+  local dest src
+  dest=$(deployment_dir)
+  if [[ -f $dest/base/nfd-crds/nfd-api-crds.yaml ]]; then
+    log "node-feature-discovery $NFD_UPSTREAM_CURRENT deployment/: cached"
+    return
+  fi
+  mkdir -p "$NFD_CACHE"
+  src=$(mod_info "$MODULE@$NFD_UPSTREAM_CURRENT" Dir)/deployment
+  [[ -f $src/base/nfd-crds/nfd-api-crds.yaml ]] || { log "no CRDs in $src"; return 1; }
+  rm -rf "$dest.tmp" && cp -R "$src" "$dest.tmp" && chmod -R u+w "$dest.tmp"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  log "node-feature-discovery $NFD_UPSTREAM_CURRENT deployment/: cached in $dest"
+}
+
 cmd_build() {
+  cmd_deployment
   local start=$SECONDS dir nfd_gomod k8s_version staging module rep ldflags pkg
   mkdir -p "$BIN_DIR" "$BUILD_DIR"
   exec 7>"$NFD_CACHE/upstream-nfd-build.lock"
@@ -131,6 +156,8 @@ cmd_env() {
   echo "NFD_UPSTREAM_VERSION=$NFD_UPSTREAM_VERSION"
   echo "NFD_UPSTREAM_PREFIX_ROOT=$PREFIX_ROOT"
   echo "NFD_UPSTREAM_CRDS=$BIN_DIR/upstream-nfd-api-crds-$NFD_UPSTREAM_VERSION.yaml"
+  echo "NFD_UPSTREAM_CURRENT=$NFD_UPSTREAM_CURRENT"
+  echo "NFD_UPSTREAM_CURRENT_DEPLOYMENT=$(deployment_dir)"
   for name in "${BINARIES[@]}"; do
     var=$(tr 'a-z-' 'A-Z_' <<<"$name")
     echo "NFD_UPSTREAM_$var=$(versioned_path "$name")"
@@ -143,7 +170,8 @@ main() {
     path) shift; cmd_path "$@" ;;
     version) echo "node-feature-discovery $NFD_UPSTREAM_VERSION" ;;
     env) cmd_env ;;
-    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; return 2 ;;
+    deployment) cmd_deployment ;;
+    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; return 2 ;;
   esac
 }
 

@@ -69,6 +69,18 @@ def crds_file() -> Path:
     return path
 
 
+def current_deployment() -> Path:
+    """deployment/ of the newest upstream release (v0.19.0: CRDs, kustomize bases and
+    overlays, Helm chart), cached from its Go module by ``hack/upstream-nfd.sh build``."""
+    path = Path(script_env()["NFD_UPSTREAM_CURRENT_DEPLOYMENT"])
+    if not (path / "base" / "nfd-crds" / "nfd-api-crds.yaml").is_file():
+        raise UpstreamMissing(
+            f"upstream {script_env()['NFD_UPSTREAM_CURRENT']} deployment/ is not cached "
+            f"({path}): run `make install` (hack/upstream-nfd.sh deployment)"
+        )
+    return path
+
+
 def write_dummy_kubeconfig(path: Path) -> Path:
     """v0.16's worker builds a Kubernetes client at start even with -no-publish (nothing is
     contacted then); any syntactically valid kubeconfig does."""

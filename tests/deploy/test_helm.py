@@ -68,6 +68,8 @@ def test_default_values_render_the_default_overlay() -> None:
         ("Role", "nfd-master"),
         ("ClusterRoleBinding", "nfd-master"),
         ("RoleBinding", "nfd-master"),
+        ("Role", "nfd-worker"),
+        ("RoleBinding", "nfd-worker"),
     ):
         assert find(chart, kind, name).get("rules") == find(overlay, kind, name).get("rules")
         assert find(chart, kind, name).get("subjects") == find(overlay, kind, name).get("subjects")
@@ -83,10 +85,11 @@ def test_default_values_render_the_default_overlay() -> None:
     for objs in (chart, overlay):
         text = find(objs, "ConfigMap", "nfd-worker-conf")["data"]["nfd-worker.conf"]
         assert not yaml.safe_load(text)
-    crd = REPO / "deploy" / "base" / "crd-nodefeaturerules.yaml"
-    assert find(chart, "CustomResourceDefinition", "nodefeaturerules.nfd.k8s-sigs.io") == (
-        yaml.safe_load(crd.read_text())
-    )
+    for plural in ("nodefeatures", "nodefeaturerules", "nodefeaturegroups"):
+        crd = REPO / "deploy" / "base" / f"crd-{plural}.yaml"
+        assert find(chart, "CustomResourceDefinition", f"{plural}.nfd.k8s-sigs.io") == (
+            yaml.safe_load(crd.read_text())
+        )
 
 
 def test_non_default_values() -> None:

@@ -83,7 +83,8 @@ def test_every_overlay_builds_and_is_namespaced(overlay: str) -> None:
     for obj in objs:
         if obj["kind"] not in cluster_scoped:
             assert obj["metadata"].get("namespace"), f"{obj['kind']}/{obj['metadata']['name']}"
-    find(objs, "CustomResourceDefinition", "nodefeaturerules.nfd.k8s-sigs.io")
+    for plural in ("nodefeatures", "nodefeaturerules", "nodefeaturegroups"):
+        find(objs, "CustomResourceDefinition", f"{plural}.nfd.k8s-sigs.io")
 
 
 def test_master_rbac_is_least_privilege() -> None:
@@ -91,8 +92,13 @@ def test_master_rbac_is_least_privilege() -> None:
     assert rules(find(objs, "ClusterRole", "nfd-master")) == {
         *{("", "nodes", "*", v) for v in ("get", "list", "watch", "patch", "update")},
         ("", "nodes/status", "*", "patch"),
-        *{("nfd.k8s-sigs.io", "nodefeaturerules", "*", v) for v in ("get", "list", "watch")},
-        *{("nfd.k8s-sigs.io", "nodefeatures", "*", v) for v in ("get", "list", "watch", "delete")},
+        *{
+            ("nfd.k8s-sigs.io", resource, "*", v)
+            for resource in ("nodefeatures", "nodefeaturerules", "nodefeaturegroups")
+            for v in ("get", "list", "watch")
+        },
+        *{("nfd.k8s-sigs.io", "nodefeaturegroups/status", "*", v) for v in ("update", "patch")},
+        ("nfd.k8s-sigs.io", "nodefeatures", "*", "delete"),
     }
     role = find(objs, "Role", "nfd-master")
     assert role["metadata"]["namespace"] == NAMESPACE
@@ -105,11 +111,20 @@ def test_master_rbac_is_least_privilege() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "nfd-master", "namespace": NAMESPACE}
         ]
-    # The worker talks only to the master: its account is bound to nothing.
+    # The worker may write NodeFeatures in its own namespace (NodeFeature mode), nothing else.
     find(objs, "ServiceAccount", "nfd-worker")
+    worker_role = find(objs, "Role", "nfd-worker")
+    assert worker_role["metadata"]["namespace"] == NAMESPACE
+    assert rules(worker_role) == {
+        ("nfd.k8s-sigs.io", "nodefeatures", "*", v)
+        for v in ("create", "get", "update", "patch", "delete")
+    }
+    bound = set()
     for obj in objs:
         for subject in obj.get("subjects", []):
-            assert subject["name"] != "nfd-worker"
+            if subject["name"] == "nfd-worker":
+                bound.add((obj["kind"], obj["roleRef"]["kind"], obj["roleRef"]["name"]))
+    assert bound == {("RoleBinding", "Role", "nfd-worker")}
 
 
 def test_master_deployment() -> None:
