@@ -99,6 +99,7 @@ def test_master_rbac_is_least_privilege() -> None:
             for v in ("get", "list", "watch")
         },
         *{("nfd.k8s-sigs.io", "nodefeaturegroups/status", "*", v) for v in ("update", "patch")},
+        ("nfd.k8s-sigs.io", "nodefeatures", "*", "delete"),
     }
     role = find(objs, "Role", "nfd-master")
     assert role["metadata"]["namespace"] == NAMESPACE
