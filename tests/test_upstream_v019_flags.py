@@ -29,7 +29,7 @@ from nfd.cli.upstream_flags import (
 )
 from nfd.master.config import MasterConfig, Restrictions, parse_master_config
 from nfd.worker.config import parse_config_text
-from tests.compat.upstream import current_source
+from tests.compat.upstream import current_binary, current_source
 from tests.kube.controlplane import free_port, wait_until
 
 BIN = Path(sys.executable).parent
@@ -108,6 +108,47 @@ def test_sample_lists_are_upstreams_flags() -> None:
     assert "InitKlogFlags" in upstream_go("cmd/nfd-master/main.go")
     assert master == set(MASTER_SAMPLES)
     assert worker == set(WORKER_SAMPLES)
+
+
+def binary_flags(program: str) -> dict[str, str]:
+    """name -> Go flag type ("" for a bool) from the built v0.19.0 binary's -help."""
+    result = subprocess.run(
+        [str(current_binary(program)), "-help"], capture_output=True, text=True, timeout=30
+    )
+    flags = {}
+    for line in (result.stdout + result.stderr).splitlines():
+        m = re.match(r"  -(\S+)(?: (\S+))?$", line)
+        if m:
+            flags[m.group(1)] = m.group(2) or ""
+    assert "port" in flags and "version" in flags, result.stderr
+    return flags
+
+
+@pytest.mark.parametrize("program", ["nfd-master", "nfd-worker"])
+def test_every_flag_the_v019_binary_has_is_accepted(program: str) -> None:
+    """The real upstream v0.19.0 binary (hack/upstream-nfd.sh build) lists its flags, klog's
+    included; each one, with a value of its type, parses here."""
+    flags = binary_flags(program)
+    samples = MASTER_SAMPLES if program == "nfd-master" else WORKER_SAMPLES
+    klog = set(KLOG_BOOL_FLAGS) | set(KLOG_VALUE_FLAGS) | {"v"}
+    assert set(flags) == (set(samples) | klog), "update the samples or the klog lists"
+    for name, kind in sorted(flags.items()):
+        if name == "version":
+            continue
+        if name in samples:
+            argv = argv_for(samples, name)
+        elif name == "v":
+            argv = ["-v=2"]
+        else:
+            argv = [f"-{name}"] if kind == "" else [f"-{name}=1"]
+        if program == "nfd-master":
+            norm = master_cli.normalize_argv(argv)
+            args = master_cli.build_parser().parse_args(norm)
+            explicit = master_cli.explicit_dests(master_cli.build_parser(), norm)
+            master_cli.resolve_feature_gates(args, explicit)
+            master_cli.resolve_ports(args, explicit)
+        else:
+            worker_cli.parse_args(argv)
 
 
 @pytest.mark.parametrize("name", sorted(set(MASTER_SAMPLES) - {"version"}))
@@ -219,6 +260,27 @@ def test_every_master_config_key_is_known() -> None:
     unenforced = [w for w in config.warnings if "not enforced" in w]
     assert len(unenforced) == 5  # allowOverwrite: true is the default
     assert parse_master_config("restrictions: {allowOverwrite: true}\n", "m").warnings == ()
+
+
+def uncommented(text: str) -> str:
+    return "\n".join(ln[1:] if re.match(r"#(?!#)", ln) else ln for ln in text.splitlines())
+
+
+def test_upstreams_example_config_files_parse_uncommented() -> None:
+    """deployment/components/*-config/*.conf.example of v0.19.0, every option uncommented:
+    each key is known (the one exception is upstream's own stray restrictions.disableTaints)."""
+    components = current_source() / "deployment" / "components"
+    master = uncommented((components / "master-config" / "nfd-master.conf.example").read_text())
+    warnings = parse_master_config(master, "nfd-master.conf.example").warnings
+    assert not [w for w in warnings if "unknown" in w], warnings
+    assert any("restrictions.disableTaints: listed in upstream's example" in w for w in warnings)
+    assert any(": klog: klog options" in w for w in warnings)
+    worker = uncommented((components / "worker-config" / "nfd-worker.conf.example").read_text())
+    config = parse_config_text(worker, "nfd-worker.conf.example")
+    assert [w.split(": ", 1)[1] for w in config.warnings] == [
+        "core.klog: klog options; this worker logs through Python's logging (-v sets the "
+        "level), ignored"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ _LIST_KEYS = {
 # Upstream keys we accept quietly (logging is ours, there is no informer) or that
 # this master does not implement (warned about, not an error, as upstream ignores
 # unknown keys).
-_QUIET_KEYS = frozenset({"klog"})
+_QUIET_KEYS: frozenset[str] = frozenset()
 _UNSUPPORTED_KEYS = frozenset({"featureGates", "autoDefaultNs"})
 
 
@@ -212,6 +212,12 @@ def _restrictions(value: Any, at: _Where, warnings: list[str]) -> Restrictions:
         elif key in _RESTRICTION_FIELDS:
             values[_RESTRICTION_FIELDS[key]] = _bool(sub, where)
             set_away = values[_RESTRICTION_FIELDS[key]] != RESTRICTION_DEFAULTS[key]
+        elif key == "disableTaints":
+            warnings.append(
+                f"{where}: listed in upstream's example nfd-master.conf but not an option of "
+                "upstream v0.19's nfd-master either (taints follow enableTaints): ignored"
+            )
+            continue
         else:
             warnings.append(f"{where}: unknown option, ignored")
             continue
@@ -275,6 +281,12 @@ def build_master_config(
             values["informer_page_size"] = value
         elif key == "restrictions":
             values["restrictions"] = _restrictions(value, at, warnings)
+        elif key == "klog":
+            if value:
+                warnings.append(
+                    f"{where}: klog options; this nfd-master logs through Python's logging "
+                    "(-v sets the level), ignored"
+                )
         elif key in _QUIET_KEYS:
             continue
         elif key in _UNSUPPORTED_KEYS:
