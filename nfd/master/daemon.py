@@ -274,6 +274,9 @@ def _serve(
 def nodefeature_api_enabled(args: argparse.Namespace) -> bool:
     """The NodeFeatureAPI feature gate (on by default, as in upstream v0.19)."""
     gates = getattr(args, "feature_gates", None)
+    if isinstance(gates, str):  # "Name=bool,Name=bool", as the flag is written
+        pairs = (item.partition("=") for item in gates.split(",") if item.strip())
+        gates = {k.strip(): v.strip().lower() == "true" for k, _, v in pairs}
     if isinstance(gates, dict):
         return bool(gates.get("NodeFeatureAPI", True))
     return True

@@ -218,12 +218,13 @@ class NodeFeatureStore:
         return out
 
 
-def iter_list_items(body: bytes) -> Generator[dict[str, Any], None, dict[str, Any]]:
+def iter_list_items(text: str | bytes) -> Generator[dict[str, Any], None, dict[str, Any]]:
     """The items of a Kubernetes list response, parsed one at a time; afterwards
     ``.metadata`` of the generator's StopIteration value is the list's metadata.
     A page of 200 NodeFeatures with kernel configs is ~30 MB of JSON, several times
     that as Python objects: only one item is ever parsed at once."""
-    text = body.decode("utf-8")
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     dec = json.JSONDecoder()
     ws = re.compile(r"[ \t\n\r]*")
     meta: dict[str, Any] = {}
@@ -318,9 +319,10 @@ class NodeFeatureWatcher:
             if cont:
                 kwargs["_continue"] = cont
             resp = self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-            body = resp.data
+            text = resp.data.decode("utf-8")
             resp.release_conn()
-            items = iter_list_items(body)
+            del resp  # its bytes: only the text is needed from here
+            items = iter_list_items(text)
             while True:
                 try:
                     item = next(items)
@@ -331,7 +333,7 @@ class NodeFeatureWatcher:
                 seen.add((str(m.get("namespace") or ""), str(m.get("name") or "")))
                 changed |= self.store.upsert(item)
                 del item
-            del body, items
+            del text, items
             cont = meta.get("continue")
             if not cont:
                 break

@@ -160,3 +160,53 @@ def test_master_nodefeature_only_node_and_unknown_nodes() -> None:
     # The Node appears later: its waiting object is applied.
     master.node_added("ghost")
     assert applied[-1][0] == "ghost"
+
+
+class FakeCustomObjects:
+    def __init__(self) -> None:
+        self.deleted: list[tuple[str, str]] = []
+
+    def delete_namespaced_custom_object(
+        self, group: str, version: str, ns: str, plural: str, name: str
+    ) -> None:
+        assert (group, version, plural) == ("nfd.k8s-sigs.io", "v1alpha1", "nodefeatures")
+        self.deleted.append((ns, name))
+
+
+def test_gc_deletes_only_as_leader_and_only_objects_of_missing_nodes() -> None:
+    import threading
+
+    from nfd.master.nodefeatures import NodeFeatureGC
+
+    store = NodeFeatureStore("nfd")
+    store.upsert(nf("a", "live", "n1", {"k": "1"}))
+    store.upsert(nf("a", "ghost", "gone", {"k": "1"}))
+    store.upsert(nf("a", "nolabel", None, {}))
+    leader = threading.Event()
+    gc = NodeFeatureGC(None, store, lambda: {"n1"}, leader.is_set)
+    fake = FakeCustomObjects()
+    gc.api = fake
+    assert gc.collect() == 0  # the NodeFeature list has not completed
+    store.synced.set()
+    gc.start()
+    try:
+        threading.Event().wait(2.5)
+        assert fake.deleted == []  # a standby replica deletes nothing
+        leader.set()
+        wait = threading.Event()
+        for _ in range(50):
+            if len(fake.deleted) >= 2:
+                break
+            wait.wait(0.1)
+        assert sorted(fake.deleted) == [("a", "ghost"), ("a", "nolabel")]
+        # A Node's deletion deletes the objects naming it.
+        store.upsert(nf("b", "later", "n2", {}))
+        gc.known_nodes = lambda: {"n1"}
+        gc.node_deleted("n2")
+        for _ in range(50):
+            if ("b", "later") in fake.deleted:
+                break
+            wait.wait(0.1)
+        assert ("b", "later") in fake.deleted and ("a", "live") not in fake.deleted
+    finally:
+        gc.stop()
