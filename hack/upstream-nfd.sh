@@ -6,8 +6,8 @@
 #   hack/upstream-nfd.sh path <name>    print the cached binary's path (exit 1 if not built)
 #   hack/upstream-nfd.sh version        print the pinned version
 #   hack/upstream-nfd.sh env            print NFD_UPSTREAM_* variables for the tests and bench
-#   hack/upstream-nfd.sh deployment     cache (or reuse) v0.19.0's deployment/ tree (CRDs,
-#                                       kustomize bases and overlays, Helm chart); build does it too
+#   hack/upstream-nfd.sh deployment     cache (or reuse) v0.19.0's module source: deployment/
+#                                       (CRDs, overlays, Helm chart), cmd/, pkg/; build does it too
 #
 # v0.16.x is the last upstream minor with the gRPC Labeler API (nfd-master -enable-nodefeature-api
 # =false); v0.16.6 is the newest v0.16 patch the Go module proxy serves. Same conventions as
@@ -69,23 +69,23 @@ mod_info() {
 }
 mod_file() { mod_info "$1" GoMod; }
 
-deployment_dir() { echo "$NFD_CACHE/upstream-nfd-deployment-$NFD_UPSTREAM_CURRENT"; }
+src_dir() { echo "$NFD_CACHE/upstream-nfd-src-$NFD_UPSTREAM_CURRENT"; }
 
-# Copies deployment/ of the module (a zip the Go module proxy serves, checksummed by
-# sum.golang.org) to $NFD_CACHE; with the copy present, nothing is fetched.
+# Copies the module's source (a zip the Go module proxy serves, checksummed by
+# sum.golang.org; 5 MB) to $NFD_CACHE; with the copy present, nothing is fetched.
 cmd_deployment() {
   local dest src
-  dest=$(deployment_dir)
-  if [[ -f $dest/base/nfd-crds/nfd-api-crds.yaml ]]; then
-    log "node-feature-discovery $NFD_UPSTREAM_CURRENT deployment/: cached"
+  dest=$(src_dir)
+  if [[ -f $dest/deployment/base/nfd-crds/nfd-api-crds.yaml && -f $dest/cmd/nfd-master/main.go ]]; then
+    log "node-feature-discovery $NFD_UPSTREAM_CURRENT source: cached"
     return
   fi
   mkdir -p "$NFD_CACHE"
-  src=$(mod_info "$MODULE@$NFD_UPSTREAM_CURRENT" Dir)/deployment
-  [[ -f $src/base/nfd-crds/nfd-api-crds.yaml ]] || { log "no CRDs in $src"; return 1; }
+  src=$(mod_info "$MODULE@$NFD_UPSTREAM_CURRENT" Dir)
+  [[ -f $src/deployment/base/nfd-crds/nfd-api-crds.yaml ]] || { log "no CRDs in $src"; return 1; }
   rm -rf "$dest.tmp" && cp -R "$src" "$dest.tmp" && chmod -R u+w "$dest.tmp"
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
-  log "node-feature-discovery $NFD_UPSTREAM_CURRENT deployment/: cached in $dest"
+  log "node-feature-discovery $NFD_UPSTREAM_CURRENT source: cached in $dest"
 }
 
 cmd_build() {
@@ -157,7 +157,8 @@ cmd_env() {
   echo "NFD_UPSTREAM_PREFIX_ROOT=$PREFIX_ROOT"
   echo "NFD_UPSTREAM_CRDS=$BIN_DIR/upstream-nfd-api-crds-$NFD_UPSTREAM_VERSION.yaml"
   echo "NFD_UPSTREAM_CURRENT=$NFD_UPSTREAM_CURRENT"
-  echo "NFD_UPSTREAM_CURRENT_DEPLOYMENT=$(deployment_dir)"
+  echo "NFD_UPSTREAM_CURRENT_SRC=$(src_dir)"
+  echo "NFD_UPSTREAM_CURRENT_DEPLOYMENT=$(src_dir)/deployment"
   for name in "${BINARIES[@]}"; do
     var=$(tr 'a-z-' 'A-Z_' <<<"$name")
     echo "NFD_UPSTREAM_$var=$(versioned_path "$name")"

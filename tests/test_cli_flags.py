@@ -30,7 +30,7 @@ def test_defaults_without_arguments(monkeypatch):
         "/",
         False,
         False,
-        8081,
+        8080,  # upstream v0.19's -port default (v0.16's 8081 with a gRPC-era flag)
         0,
     )
     assert opts.server == "nfd-master:8080"

@@ -13,6 +13,13 @@ import re
 import sys
 
 from nfd import __version__
+from nfd.cli.flags import FlagParser, Verbosity
+from nfd.cli.upstream_flags import (
+    add_feature_gates,
+    add_klog_flags,
+    klog_warnings,
+    parse_feature_gates,
+)
 from nfd.durations import parse_duration
 from nfd.master import daemon
 from nfd.master.config import (
@@ -51,11 +58,55 @@ def _csv(values: list[str] | None) -> frozenset[str]:
     return frozenset(out)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nfd-master", description="NFD master")
+# Ports. v0.16 (gRPC era): -port is gRPC, -metrics HTTP, -grpc-health gRPC health. v0.19
+# (no gRPC): -port is HTTP (/metrics, /healthz). Which one a command line means is decided
+# by resolve_ports (docs/compatibility.md, "Ports").
+DEFAULT_PORT = 8080
+DEFAULT_METRICS_PORT = 8081
+DEFAULT_V019_GRPC_PORT = 8081
+
+
+def build_parser() -> FlagParser:
+    p = FlagParser(prog="nfd-master", description="NFD master")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    p.add_argument("--port", type=int, default=8080, help="gRPC port (Labeler, stream, health)")
-    p.add_argument("--metrics", type=int, default=8081, help="HTTP port: /metrics /healthz /readyz")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="with --metrics (v0.16 layout): the gRPC port; without it (v0.19 layout): the "
+        f"HTTP port of /metrics /healthz /readyz (default {DEFAULT_PORT})",
+    )
+    p.add_argument(
+        "--metrics",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help="HTTP port: /metrics /healthz /readyz; giving it selects the v0.16 layout "
+        f"(default {DEFAULT_METRICS_PORT})",
+    )
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=DEFAULT_V019_GRPC_PORT,
+        help="v0.19 layout (no --metrics): the gRPC port for gRPC workers "
+        f"(default {DEFAULT_V019_GRPC_PORT})",
+    )
+    p.add_argument(
+        "--grpc-health",
+        type=int,
+        default=None,
+        help="v0.16's gRPC health port: accepted; gRPC health is served on the gRPC port",
+    )
+    p.add_argument(
+        "--informer-page-size",
+        type=int,
+        default=200,
+        help="page size of the NodeFeature list (default 200; 0: one list)",
+    )
+    add_feature_gates(p)
+    p.add_bool(
+        "--enable-nodefeature-api",
+        help="v0.16's flag: false is -feature-gates NodeFeatureAPI=false",
+    )
     p.add_argument("--no-publish", action="store_true", help="compute and log; never write Nodes")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster)")
     p.add_argument("--ca-file", default="", help="CA for verifying worker certificates")
@@ -110,18 +161,67 @@ def build_parser() -> argparse.ArgumentParser:
         help="nfd-master.conf (YAML), watched and reloaded; flags given win over it",
     )
     p.add_argument("--options", default="", help="YAML/JSON overlay on the config file")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-v", "--verbose", action=Verbosity, help="more logging (-v: debug; -v=N)")
+    add_klog_flags(p)
     return p
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
-    """Accept upstream's Go-style single-dash long flags (-port=8080)."""
-    out = []
-    for a in argv:
-        if a.startswith("-") and not a.startswith("--") and len(a) > 2 and a[1] != "v":
-            a = "-" + a
-        out.append(a)
-    return out
+    """Accept upstream's Go-style single-dash long flags (-port=8080, -vmodule=x)."""
+    return build_parser().gnu_spellings(list(argv))
+
+
+# Flags that exist only in the gRPC era (v0.16 and before): any of them selects its layout.
+GRPC_ERA_FLAGS = ("metrics", "grpc_health", "ca_file", "cert_file", "key_file", "verify_node_name")
+
+
+def resolve_ports(args: argparse.Namespace, explicit: set[str]) -> list[str]:
+    """Decide what --port means; set args.port (gRPC) and args.metrics (HTTP).
+
+    v0.16 layout, chosen by any gRPC-era flag (--metrics, --grpc-health, the TLS flags) or
+    NodeFeatureAPI=false, and used by our manifests: --port is gRPC, --metrics HTTP.
+    Otherwise v0.19's layout: --port (default 8080) is HTTP, where upstream v0.19's
+    manifests probe /healthz; gRPC, which v0.19 no longer has, is on --grpc-port (default
+    8081). Call after resolve_feature_gates. Returns warnings; raises ValueError for flags
+    that contradict the layout.
+    """
+    warnings = []
+    if "grpc_health" in explicit:
+        warnings.append(
+            f"--grpc-health={args.grpc_health}: gRPC health (grpc.health.v1) is served on the "
+            "gRPC port, ignored"
+        )
+    grpc_era = [f for f in GRPC_ERA_FLAGS if f in explicit]
+    if grpc_era or not args.feature_gates["NodeFeatureAPI"]:
+        if "grpc_port" in explicit:
+            why = f"--{grpc_era[0].replace('_', '-')}" if grpc_era else "NodeFeatureAPI=false"
+            raise ValueError(
+                f"--grpc-port is for the v0.19 layout (HTTP on --port); with {why}, --port is "
+                "the gRPC port and --metrics the HTTP port"
+            )
+        return warnings
+    http, grpc_port = args.port, args.grpc_port
+    if http == grpc_port:
+        raise ValueError(
+            f"--port={http} (HTTP in the v0.19 layout) and --grpc-port={grpc_port} must differ"
+        )
+    args.port, args.metrics = grpc_port, http
+    return warnings
+
+
+def resolve_feature_gates(args: argparse.Namespace, explicit: set[str]) -> list[str]:
+    """args.feature_gates: every gate's value. Raises FeatureGateError."""
+    gates = parse_feature_gates(args.feature_gates)
+    if "enable_nodefeature_api" in explicit:
+        gates["NodeFeatureAPI"] = bool(args.enable_nodefeature_api)
+    args.feature_gates = gates
+    warnings = []
+    if gates["DisableAutoPrefix"]:
+        warnings.append(
+            "-feature-gates DisableAutoPrefix=true: not implemented by this nfd-master, "
+            "unprefixed names still get feature.node.kubernetes.io/"
+        )
+    return warnings
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -140,6 +240,8 @@ def _check(args: argparse.Namespace) -> str | None:
         )
     if args.nfd_api_parallelism <= 0:
         return "--nfd-api-parallelism must be > 0"
+    if args.informer_page_size < 0:
+        return "--informer-page-size must be >= 0"
     return None
 
 
@@ -153,6 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     # nfd-master.conf under the flags: only flags given on the command line win.
     explicit = explicit_dests(build_parser(), argv)
+    try:
+        warnings = [
+            *resolve_feature_gates(args, explicit),
+            *resolve_ports(args, explicit),
+            *klog_warnings(args),
+        ]
+    except ValueError as err:  # FeatureGateError too
+        log.error("%s", err)
+        return 2
+    for warning in warnings:
+        log.warning("%s", warning)
     try:
         running = load_master_config(args.config, args.options, "config" in explicit)
     except ValueError as err:  # ConfigError

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from nfd import kubeyaml
 from nfd.features import FeatureFormatError, Features
 from nfd.rules import (
     MAX_RULE_TEXT_BYTES,
@@ -96,7 +97,8 @@ def merge_nodefeature(into: Features, other: Features) -> None:
 def parse_features_document(text: str, origin: str) -> Features:
     """A NodeFeature object (or several), or a bare features object."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        # Kubernetes' YAML (sigs.k8s.io/yaml), as upstream's kubectl-nfd reads it.
+        docs = [d for d in kubeyaml.load_all(text) if d is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin

@@ -10,7 +10,9 @@ Modes:
   line, so the worker's reactions to events can be watched without a cluster.
 - default: run and keep the master up to date over one long-lived stream.
 
-Flags follow upstream v0.14–v0.16 (the gRPC era).
+Flags follow upstream v0.14–v0.16 (the gRPC era); upstream v0.19's are accepted too
+(``-port``, ``-kubeconfig``, ``-owner-refs``, ``-no-publish-features``, ``-feature-gates``,
+klog's): those about the NodeFeature object warn that this worker does not publish one.
 """
 
 from __future__ import annotations
@@ -35,17 +37,28 @@ from nfd.cli.common import (
     setup_logging,
 )
 from nfd.cli.flags import FlagParser
+from nfd.cli.upstream_flags import (
+    FeatureGateError,
+    add_feature_gates,
+    add_klog_flags,
+    klog_warnings,
+    parse_feature_gates,
+)
 from nfd.worker.config import (
     DEFAULT_CONFIG_PATH,
     ConfigError,
     WorkerConfig,
     build_config,
+    normalize_owner_refs,
     parse_config_text,
 )
 from nfd.worker.discovery import DiscoveryResult, run_discovery
 
-# Upstream's -metrics default.
+# The HTTP port (/metrics, /healthz): v0.16's -metrics default, v0.19's -port default. A
+# command line with a gRPC-era flag gets v0.16's, any other v0.19's (docs/compatibility.md).
 DEFAULT_METRICS_PORT = 8081
+DEFAULT_V019_PORT = 8080
+GRPC_ERA_FLAGS = ("server", "ca_file", "cert_file", "key_file", "server_name_override")
 
 log = logging.getLogger("nfd-worker")
 
@@ -69,7 +82,7 @@ def build_parser() -> FlagParser:
         help="do not publish; print the labels (each new label set as one JSON line)",
     )
     parser.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"nfd-master address (default {DEFAULT_SERVER})"
+        "--server", default=None, help=f"nfd-master address (default {DEFAULT_SERVER})"
     )
     parser.add_argument("--ca-file", default="", help="root certificate to verify the master")
     parser.add_argument("--cert-file", default="", help="client certificate for mTLS")
@@ -82,15 +95,114 @@ def build_parser() -> FlagParser:
     parser.add_argument(
         "--metrics",
         type=int,
-        default=DEFAULT_METRICS_PORT,
-        help=f"port for /metrics and /healthz (default {DEFAULT_METRICS_PORT}; 0 disables)",
+        default=None,
+        help=f"port for /metrics and /healthz (v0.16's spelling; default {DEFAULT_METRICS_PORT} "
+        f"with a gRPC-era flag such as --server, else {DEFAULT_V019_PORT}; 0 disables)",
     )
+    parser.add_argument(
+        "--port", type=int, default=None, help="the same HTTP port, v0.19's spelling"
+    )
+    parser.add_argument(
+        "--grpc-health", type=int, default=None, help="v0.16's gRPC health port: ignored"
+    )
+    parser.add_bool(
+        "--enable-nodefeature-api",
+        help="v0.16: publish a NodeFeature object instead of gRPC (not implemented: warns)",
+    )
+    # Upstream v0.19: the NodeFeature object this worker would publish.
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig for NodeFeature mode")
+    parser.add_argument(
+        "--owner-refs",
+        default=None,
+        help="NodeFeature owners: comma list of node, pod, ds (default pod,ds; empty: none)",
+    )
+    parser.add_bool("--no-owner-refs", help="no NodeFeature owner references (deprecated)")
+    parser.add_argument(
+        "--no-publish-features",
+        default=None,
+        help="feature keys left out of the NodeFeature (comma list; 'pci.*' is a prefix)",
+    )
+    add_feature_gates(parser)
+    add_klog_flags(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The worker's options; a bad command line prints the usage and exits 2."""
-    return build_parser().parse_args(argv)
+    """The worker's options; a bad command line prints the usage and exits 2.
+
+    --metrics and --port are one HTTP port; --server gets its default here, after the
+    port default has looked at whether it was given.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.port is not None and args.metrics is not None and args.port != args.metrics:
+        parser.error(
+            f"--port={args.port} and --metrics={args.metrics} name the same HTTP port "
+            "(v0.19 and v0.16 spelling): give one"
+        )
+    grpc_era = args.metrics is not None or any(
+        getattr(args, f) not in (None, "") for f in GRPC_ERA_FLAGS
+    )
+    for http in (args.port, args.metrics):
+        if http is not None:
+            args.metrics = http
+            break
+    else:
+        args.metrics = DEFAULT_METRICS_PORT if grpc_era else DEFAULT_V019_PORT
+    args.server = args.server or DEFAULT_SERVER
+    if args.owner_refs is not None:
+        try:
+            args.owner_refs = normalize_owner_refs(
+                [v.strip() for v in args.owner_refs.split(",") if v.strip()]
+            )
+        except ValueError as err:
+            parser.error(f"argument --owner-refs: {err}")
+    if args.no_publish_features is not None:
+        args.no_publish_features = [
+            v.strip() for v in args.no_publish_features.split(",") if v.strip()
+        ]
+    try:
+        args.feature_gates = parse_feature_gates(args.feature_gates)
+    except FeatureGateError as err:
+        parser.error(str(err))
+    return args
+
+
+def upstream_flag_warnings(args: argparse.Namespace, config: WorkerConfig) -> list[str]:
+    """One line for each v0.16/v0.19 option given that means nothing to this worker.
+
+    NodeFeature options: this worker sends its labels and features to nfd-master over
+    gRPC and publishes no NodeFeature object, so its owners, contents and API access are
+    moot.
+    """
+    moot = "applies to the NodeFeature object, which this nfd-worker does not publish "
+    moot += "(it sends to --server over gRPC); ignored"
+    out = []
+    for flag, value in (
+        ("kubeconfig", args.kubeconfig),
+        ("owner-refs", args.owner_refs),
+        ("no-owner-refs", args.no_owner_refs or None),
+        ("no-publish-features", args.no_publish_features),
+    ):
+        if value is not None:
+            out.append(f"--{flag}: {moot}")
+    for key in ("ownerRefs", "noOwnerRefs", "noPublishFeatures"):
+        if key in config.core.given:
+            out.append(f"core.{key}: {moot}")
+    if args.enable_nodefeature_api:
+        out.append(
+            "--enable-nodefeature-api=true: NodeFeature publishing is not implemented by "
+            "this nfd-worker; it publishes over gRPC to --server"
+        )
+    if args.grpc_health is not None:
+        out.append(f"--grpc-health={args.grpc_health}: this worker serves no gRPC; ignored")
+    gates = args.feature_gates
+    if gates["DisableAutoPrefix"] or gates["NodeFeatureGroupAPI"]:
+        out.append(
+            "--feature-gates: DisableAutoPrefix and NodeFeatureGroupAPI act in "
+            "nfd-master; ignored by nfd-worker"
+        )
+    return [*out, *klog_warnings(args)]
 
 
 def labels_json(labels: dict[str, str]) -> str:
@@ -270,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         log.error("%s", err)
         return 2
+    for warning in upstream_flag_warnings(args, config):
+        log.warning("%s", warning)
     no_publish = args.no_publish or config.core.no_publish
     node = node_name()
     if args.oneshot:

@@ -34,6 +34,43 @@ log = logging.getLogger("nfd-master")
 DEFAULT_MASTER_CONFIG_PATH = "/etc/kubernetes/node-feature-discovery/nfd-master.conf"
 
 
+# restrictions.* (upstream v0.17+), with upstream's defaults.
+RESTRICTION_DEFAULTS: dict[str, bool] = {
+    "disableLabels": False,
+    "disableExtendedResources": False,
+    "disableAnnotations": False,
+    "denyNodeFeatureLabels": False,
+    "allowOverwrite": True,
+}
+# The restrictions this master does not enforce yet: set to anything but the default, each
+# gets a warning at load. Whoever implements one removes it from here.
+UNENFORCED_RESTRICTIONS = frozenset({*RESTRICTION_DEFAULTS, "nodeFeatureNamespaceSelector"})
+_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+@dataclass(frozen=True)
+class Restrictions:
+    """Upstream v0.19's ``restrictions`` (NFDConfig.Restrictions)."""
+
+    # A metav1.LabelSelector as a mapping (matchLabels, matchExpressions); None: every
+    # namespace's NodeFeatures count.
+    node_feature_namespace_selector: Mapping[str, Any] | None = None
+    disable_labels: bool = False
+    disable_extended_resources: bool = False
+    disable_annotations: bool = False
+    deny_node_feature_labels: bool = False
+    allow_overwrite: bool = True
+
+
+_RESTRICTION_FIELDS = {
+    "disableLabels": "disable_labels",
+    "disableExtendedResources": "disable_extended_resources",
+    "disableAnnotations": "disable_annotations",
+    "denyNodeFeatureLabels": "deny_node_feature_labels",
+    "allowOverwrite": "allow_overwrite",
+}
+
+
 @dataclass(frozen=True)
 class MasterConfig:
     no_publish: bool = False
@@ -47,6 +84,9 @@ class MasterConfig:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    # Page size of the NodeFeature list (upstream's informerPageSize, default 200).
+    informer_page_size: int = 200
+    restrictions: Restrictions = field(default_factory=Restrictions)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def policy(self, gpu_marking: bool) -> PolicyConfig:
@@ -73,6 +113,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "lease_duration": ("leaderElection.leaseDuration", "leader_elect_lease_duration"),
     "renew_deadline": ("leaderElection.renewDeadline", "leader_elect_renew_deadline"),
     "retry_period": ("leaderElection.retryPeriod", "leader_elect_retry_period"),
+    "informer_page_size": ("informerPageSize", "informer_page_size"),
 }
 # What a running master can take over without a restart: the label policy.
 LIVE_FIELDS = frozenset(
@@ -87,8 +128,8 @@ _LIST_KEYS = {
 # Upstream keys we accept quietly (logging is ours, there is no informer) or that
 # this master does not implement (warned about, not an error, as upstream ignores
 # unknown keys).
-_QUIET_KEYS = frozenset({"klog", "informerPageSize"})
-_UNSUPPORTED_KEYS = frozenset({"restrictions", "featureGates", "autoDefaultNs"})
+_QUIET_KEYS: frozenset[str] = frozenset()
+_UNSUPPORTED_KEYS = frozenset({"featureGates", "autoDefaultNs"})
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -117,6 +158,72 @@ def _duration(value: Any, where: str) -> float:
     if seconds < 0:
         raise ConfigError(f"{where}: must not be negative, got {value!r}")
     return seconds
+
+
+def _label_selector(value: Any, where: str) -> Mapping[str, Any] | None:
+    """A metav1.LabelSelector, checked the way the API server checks one."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a label selector (matchLabels, matchExpressions)")
+    for key in value:
+        if key not in ("matchLabels", "matchExpressions"):
+            raise ConfigError(
+                f"{where}.{key}: unknown field (expected matchLabels, matchExpressions)"
+            )
+    labels = value.get("matchLabels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ConfigError(f"{where}.matchLabels: expected a mapping of strings to strings")
+    expressions = value.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise ConfigError(f"{where}.matchExpressions: expected a list")
+    for i, expr in enumerate(expressions):
+        at = f"{where}.matchExpressions[{i}]"
+        if not isinstance(expr, Mapping) or not isinstance(expr.get("key"), str):
+            raise ConfigError(f"{at}: expected {{key, operator, values}}")
+        op = expr.get("operator")
+        if op not in _SELECTOR_OPERATORS:
+            raise ConfigError(
+                f"{at}.operator: {op!r} is not one of {', '.join(_SELECTOR_OPERATORS)}"
+            )
+        values = expr.get("values") or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{at}.values: expected a list of strings")
+        if op in ("In", "NotIn") and not values:
+            raise ConfigError(f"{at}.values: must be non-empty for {op}")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise ConfigError(f"{at}.values: must be empty for {op}")
+    return {"matchLabels": dict(labels), "matchExpressions": [dict(e) for e in expressions]}
+
+
+def _restrictions(value: Any, at: _Where, warnings: list[str]) -> Restrictions:
+    if value is None:
+        return Restrictions()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{at('restrictions')}: expected a mapping")
+    values: dict[str, Any] = {}
+    for key, sub in value.items():
+        where = at(f"restrictions.{key}")
+        if key == "nodeFeatureNamespaceSelector":
+            values["node_feature_namespace_selector"] = _label_selector(sub, where)
+            set_away = sub is not None
+        elif key in _RESTRICTION_FIELDS:
+            values[_RESTRICTION_FIELDS[key]] = _bool(sub, where)
+            set_away = values[_RESTRICTION_FIELDS[key]] != RESTRICTION_DEFAULTS[key]
+        elif key == "disableTaints":
+            warnings.append(
+                f"{where}: listed in upstream's example nfd-master.conf but not an option of "
+                "upstream v0.19's nfd-master either (taints follow enableTaints): ignored"
+            )
+            continue
+        else:
+            warnings.append(f"{where}: unknown option, ignored")
+            continue
+        if set_away and key in UNENFORCED_RESTRICTIONS:
+            warnings.append(f"{where}: accepted but not enforced by this nfd-master yet")
+    return Restrictions(**values)
 
 
 def build_master_config(
@@ -168,6 +275,18 @@ def build_master_config(
                     warnings.append(f"{at(f'{key}.{sub}')}: unknown option, ignored")
                     continue
                 values[dest] = _duration(sub_value, at(f"{key}.{sub}"))
+        elif key == "informerPageSize":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where}: expected a non-negative integer, got {value!r}")
+            values["informer_page_size"] = value
+        elif key == "restrictions":
+            values["restrictions"] = _restrictions(value, at, warnings)
+        elif key == "klog":
+            if value:
+                warnings.append(
+                    f"{where}: klog options; this nfd-master logs through Python's logging "
+                    "(-v sets the level), ignored"
+                )
         elif key in _QUIET_KEYS:
             continue
         elif key in _UNSUPPORTED_KEYS:
@@ -283,11 +402,14 @@ def apply_to_args(config: MasterConfig, args: argparse.Namespace) -> None:
 
 def restart_needed(old: MasterConfig, new: MasterConfig) -> list[str]:
     """Upstream keys whose change a running master cannot take over."""
-    return [
+    keys = [
         key
         for name, (key, _dest) in FIELDS.items()
         if name not in LIVE_FIELDS and getattr(old, name) != getattr(new, name)
     ]
+    if old.restrictions != new.restrictions:
+        keys.append("restrictions")
+    return keys
 
 
 class ConfigReloader:

@@ -283,12 +283,12 @@ def nodefeature_api_enabled(args: argparse.Namespace) -> bool:
 
 
 def _page_size(args: argparse.Namespace, running: MasterConfig) -> int:
+    """-informer-page-size / informerPageSize (the flag merged into ``running``)."""
     from nfd.master.nodefeatures import DEFAULT_PAGE_SIZE
 
     value = getattr(running, "informer_page_size", None)
-    flag = getattr(args, "informer_page_size", None)
-    if flag is not None:
-        value = flag
+    if value is None:
+        value = getattr(args, "informer_page_size", None)
     return DEFAULT_PAGE_SIZE if value is None else int(value)
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
+from nfd import kubeyaml
 from nfd.rules.errors import RuleError
-from nfd.rules.expression import OPS, MatchExpression
+from nfd.rules.expression import MATCH_ANY, OPS, MatchExpression
 from nfd.rules.legacy import convert_legacy_rule
 from nfd.rules.limits import (
     MAX_EXPRESSION_VALUES,
@@ -107,7 +108,8 @@ def _check_count(items: Any, limit: int, what: str, where: str) -> None:
 
 def _parse_yaml(text: str, origin: str) -> list[Any]:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        # Kubernetes' YAML (sigs.k8s.io/yaml), as upstream reads rule files.
+        docs = [d for d in kubeyaml.load_all(text) if d is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin
@@ -340,8 +342,13 @@ def parse_expression(raw: Any, where: str, *, worker: bool = False) -> MatchExpr
         raise RuleError(f"{where}: op: required")
     if not isinstance(op, str):
         raise RuleError(f"{where}: op: expected a string, got {kind_of(op)}")
-    if op not in OPS:
-        raise RuleError(f"{where}: op: unknown operator {op!r} (expected one of {', '.join(OPS)})")
+    # "" is upstream's MatchAny (always true, no values): valid in files and API types,
+    # though the CRD's enum leaves it out.
+    if op not in OPS and op != MATCH_ANY:
+        raise RuleError(
+            f"{where}: op: unknown operator {op!r} (expected one of {', '.join(OPS)}, "
+            'or "" for MatchAny)'
+        )
     value = raw.get("value")
     values: tuple[str, ...]
     if value is None:

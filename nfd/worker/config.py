@@ -38,6 +38,25 @@ _CORE_KEYS = {
 }
 
 
+# Upstream v0.19's NodeFeature owner reference sources, in the order it writes them.
+OWNER_REF_SOURCES = ("node", "pod", "ds")
+DEFAULT_OWNER_REFS = ("pod", "ds")
+
+
+def normalize_owner_refs(values: list[str]) -> list[str]:
+    """Upstream's normalizeOwnerRefSources: known names, no repeats, canonical order."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate owner reference source {value!r}")
+        if value not in OWNER_REF_SOURCES:
+            raise ValueError(
+                f"invalid owner reference source {value!r} (must be one of: node, pod, ds)"
+            )
+        seen.add(value)
+    return [v for v in OWNER_REF_SOURCES if v in seen]
+
+
 @dataclass(slots=True)
 class CoreConfig:
     sleep_interval: float = 60.0
@@ -45,6 +64,13 @@ class CoreConfig:
     label_sources: list[str] = field(default_factory=lambda: ["all"])
     label_whitelist: str = ""
     no_publish: bool = False
+    # NodeFeature publishing (upstream v0.17+): owners of the object, and feature keys
+    # ("pci.device", "pci.*") discovered but left out of it.
+    owner_refs: list[str] = field(default_factory=lambda: list(DEFAULT_OWNER_REFS))
+    no_owner_refs: bool = False
+    no_publish_features: list[str] = field(default_factory=list)
+    # Keys of the config file that were set (core.<key>), for "has no effect" warnings.
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(slots=True)
@@ -135,6 +161,36 @@ def build_config(
         if not isinstance(core["noPublish"], bool):
             raise ConfigError(f"{at('core.noPublish')}: expected true or false")
         config.core.no_publish = core["noPublish"]
+    if "noOwnerRefs" in core:
+        if not isinstance(core["noOwnerRefs"], bool):
+            raise ConfigError(f"{at('core.noOwnerRefs')}: expected true or false")
+        config.core.no_owner_refs = core["noOwnerRefs"]
+    if "ownerRefs" in core:
+        refs = core["ownerRefs"]
+        if refs is None:
+            refs = []
+        if not isinstance(refs, list) or not all(isinstance(v, str) for v in refs):
+            raise ConfigError(f"{at('core.ownerRefs')}: expected a list of node, pod, ds")
+        try:
+            config.core.owner_refs = normalize_owner_refs(refs)
+        except ValueError as err:
+            raise ConfigError(f"{at('core.ownerRefs')}: {err}") from None
+    if core.get("noPublishFeatures") is not None:
+        keys = core["noPublishFeatures"]
+        if not isinstance(keys, list) or not all(isinstance(v, str) for v in keys):
+            raise ConfigError(
+                f"{at('core.noPublishFeatures')}: expected a list of feature keys "
+                "(e.g. [pci.device, 'usb.*'])"
+            )
+        config.core.no_publish_features = list(keys)
+    if core.get("klog"):
+        if not isinstance(core["klog"], Mapping):
+            raise ConfigError(f"{at('core.klog')}: expected a mapping of klog options")
+        config.warnings.append(
+            f"{at('core.klog')}: klog options; this worker logs through Python's logging "
+            "(-v sets the level), ignored"
+        )
+    config.core.given = frozenset(k for k in core if k in _CORE_KEYS)
 
     sources = data.get("sources") or {}
     if not isinstance(sources, Mapping):

@@ -69,16 +69,22 @@ def crds_file() -> Path:
     return path
 
 
-def current_deployment() -> Path:
-    """deployment/ of the newest upstream release (v0.19.0: CRDs, kustomize bases and
-    overlays, Helm chart), cached from its Go module by ``hack/upstream-nfd.sh build``."""
-    path = Path(script_env()["NFD_UPSTREAM_CURRENT_DEPLOYMENT"])
-    if not (path / "base" / "nfd-crds" / "nfd-api-crds.yaml").is_file():
+def current_source() -> Path:
+    """The newest upstream release's module source (v0.19.0: cmd/, pkg/, deployment/ with
+    CRDs, kustomize bases and overlays, Helm chart), cached from its Go module by
+    ``hack/upstream-nfd.sh build``."""
+    path = Path(script_env()["NFD_UPSTREAM_CURRENT_SRC"])
+    if not (path / "deployment" / "base" / "nfd-crds" / "nfd-api-crds.yaml").is_file():
         raise UpstreamMissing(
-            f"upstream {script_env()['NFD_UPSTREAM_CURRENT']} deployment/ is not cached "
+            f"upstream {script_env()['NFD_UPSTREAM_CURRENT']} source is not cached "
             f"({path}): run `make install` (hack/upstream-nfd.sh deployment)"
         )
     return path
+
+
+def current_deployment() -> Path:
+    """deployment/ of :func:`current_source`."""
+    return current_source() / "deployment"
 
 
 def write_dummy_kubeconfig(path: Path) -> Path:

@@ -15,6 +15,7 @@ import base64
 import json
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,12 +66,15 @@ def cluster(control_plane: ControlPlane) -> ControlPlane:
 
 
 def install_nfr_crd(plane: ControlPlane) -> None:
-    """The NodeFeatureRule CRD for real (idempotent; other tests may have installed it)."""
-    crd = REPO / "deploy" / "base" / "crd-nodefeaturerules.yaml"
-    plane.kubectl("apply", "-f", str(crd), check=True)
+    """The NodeFeatureRule CRD, and NodeFeature's and NodeFeatureGroup's, for real
+    (idempotent; other tests may have installed them)."""
+    plurals = ("nodefeaturerules", "nodefeatures", "nodefeaturegroups")
+    for plural in plurals:
+        crd = REPO / "deploy" / "base" / f"crd-{plural}.yaml"
+        plane.kubectl("apply", "-f", str(crd), check=True)
     plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/nodefeaturerules.nfd.k8s-sigs.io",
+        *(f"crd/{plural}.nfd.k8s-sigs.io" for plural in plurals),
         check=True,
     )  # fmt: skip
 
@@ -183,6 +187,65 @@ def test_the_rule_in_docs_deploy_md_is_accepted_by_the_crd(cluster: ControlPlane
     assert result.returncode != 0, "the CRD accepted an unknown operator"
 
 
+def test_upstream_v019_default_overlay_with_our_image_passes_server_dry_run(
+    cluster: ControlPlane, tmp_path: Path
+) -> None:
+    """Upstream v0.19.0's own deployment/overlays/default (from its Go module), with only
+    the image replaced by ours through a kustomize overlay on top, is accepted object by
+    object: its CRDs are ours (same schema), its RBAC, Deployments and DaemonSet too."""
+    from tests.compat.upstream import current_deployment
+    from tests.deploy.manifests import kubectl, run
+
+    tree = tmp_path / "deployment"
+    shutil.copytree(current_deployment(), tree)
+    ours = yaml.safe_load((REPO / "deploy" / "base" / "kustomization.yaml").read_text())
+    image = ours["images"][0]
+    overlay = tree / "overlays" / "our-image"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["../default"],
+                "images": [
+                    {
+                        "name": "registry.k8s.io/nfd/node-feature-discovery",
+                        "newName": image["newName"],
+                        "newTag": image["newTag"],
+                    }
+                ],
+            }
+        )
+    )
+    manifests = run([kubectl(), "kustomize", overlay])
+    objs = load_all(manifests)
+    upstream_objs = load_all(run([kubectl(), "kustomize", tree / "overlays" / "default"]))
+    # Only the image differs from upstream's own build of the overlay.
+    assert len(objs) == len(upstream_objs)
+    images = set()
+    for mine, theirs in zip(objs, upstream_objs, strict=True):
+        for c in (mine.get("spec", {}).get("template", {}).get("spec", {}) or {}).get(
+            "containers", []
+        ):
+            images.add(c["image"])
+        assert json.dumps(mine, sort_keys=True).replace(
+            f"{image['newName']}:{image['newTag']}", "IMAGE"
+        ) == json.dumps(theirs, sort_keys=True).replace(
+            "registry.k8s.io/nfd/node-feature-discovery:v0.19.0", "IMAGE"
+        )
+    assert images == {f"{image['newName']}:{image['newTag']}"}
+    kinds = {o["kind"] for o in objs}
+    assert {"CustomResourceDefinition", "Deployment", "DaemonSet", "ClusterRole"} <= kinds
+    out = dry_run(cluster, manifests)
+    assert out.count("(server dry run)") == len(objs)
+    # Our manifests' CRDs are the same objects: applying ours after upstream's changes no
+    # schema (the server-side dry run of ours against upstream's is a no-op on the spec).
+    for crd in (o for o in objs if o["kind"] == "CustomResourceDefinition"):
+        plural = crd["spec"]["names"]["plural"]
+        assert f"customresourcedefinition.apiextensions.k8s.io/{plural}.nfd.k8s-sigs.io" in out
+
+
 def apply_rbac_renamed(plane: ControlPlane, prefix: str) -> str:
     """Apply the base's ServiceAccounts and RBAC for real in a new namespace, with the
     cluster-scoped objects renamed, so no other test's objects are touched; return the
@@ -225,6 +288,12 @@ def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> N
         ("get", "nodes"), ("list", "nodes"), ("watch", "nodes"), ("patch", "nodes"),
         ("update", "nodes"), ("patch", "nodes", "--subresource=status"),
         ("list", "nodefeaturerules.nfd.k8s-sigs.io"), ("watch", "nodefeaturerules.nfd.k8s-sigs.io"),
+        ("list", "nodefeatures.nfd.k8s-sigs.io", "-A"),
+        ("watch", "nodefeatures.nfd.k8s-sigs.io", "-A"),
+        ("get", "nodefeatures.nfd.k8s-sigs.io", "-n", "gpu-operator"),
+        ("list", "nodefeaturegroups.nfd.k8s-sigs.io", "-A"),
+        ("patch", "nodefeaturegroups.nfd.k8s-sigs.io", "--subresource=status", "-n", namespace),
+        ("update", "nodefeaturegroups.nfd.k8s-sigs.io", "--subresource=status", "-n", namespace),
         ("create", "leases.coordination.k8s.io", "-n", namespace),
         ("update", "leases.coordination.k8s.io", "-n", namespace),
     ]  # fmt: skip
@@ -234,12 +303,26 @@ def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> N
         ("delete", "nodefeaturerules.nfd.k8s-sigs.io"),
         ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
         ("update", "nodes", "--subresource=status"),
+        ("create", "nodefeatures.nfd.k8s-sigs.io", "-n", namespace),
+        ("patch", "nodefeaturegroups.nfd.k8s-sigs.io", "-n", namespace),
     ]  # fmt: skip
     for args in allowed:
         assert can("nfd-master", *args), f"nfd-master cannot {args}"
     for args in denied:
         assert not can("nfd-master", *args), f"nfd-master can {args}"
-    for args in allowed + denied:
+    # The worker: its own namespace's NodeFeatures (NodeFeature mode), nothing else.
+    worker_allowed = [
+        (verb, "nodefeatures.nfd.k8s-sigs.io", "-n", namespace)
+        for verb in ("create", "get", "update", "patch", "delete")
+    ]
+    for args in worker_allowed:
+        assert can("nfd-worker", *args), f"nfd-worker cannot {args}"
+    worker_denied = [
+        ("create", "nodefeatures.nfd.k8s-sigs.io", "-n", "default"),
+        ("list", "nodefeatures.nfd.k8s-sigs.io", "-A"),
+        ("create", "nodefeaturerules.nfd.k8s-sigs.io"),
+    ]
+    for args in [a for a in allowed + denied + worker_denied if a not in worker_allowed]:
         assert not can("nfd-worker", *args), f"nfd-worker can {args}"
 
 

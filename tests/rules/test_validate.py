@@ -27,7 +27,7 @@ spec:
         - feature: a.b
           matchExpressions:
             x: {op: Gt, value: ["1", "2"]}
-            y: {op: InRegexp, value: ["("]}
+            re: {op: InRegexp, value: ["("]}
             z: {op: GtLt, value: ["5", "1"]}
             w: {op: Exists, value: ["1"]}
           matchName: {op: In}
@@ -48,7 +48,7 @@ def test_every_problem_is_reported_with_context() -> None:
         "labelsTemplate: invalid template",
         "matchFeatures[0] (feature 'nodot'): invalid feature name",
         "matchFeatures[1] (feature 'a.b').matchExpressions.x: op 'Gt' needs exactly one value",
-        "matchExpressions.y: invalid regular expression",
+        "matchExpressions.re: invalid regular expression",
         "matchExpressions.z: op 'GtLt': value[0] must be less than value[1]",
         "matchExpressions.w: op 'Exists' takes no values",
         "matchName: op 'In' needs at least one value",
