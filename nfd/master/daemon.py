@@ -105,6 +105,7 @@ def _serve(
         store = NodeFeatureStore(
             _namespace(args.namespace),
             lambda node, labels, feats: master.budget.check(node, labels, feats),
+            deny_third_party_labels=running.restrictions.deny_node_feature_labels,
         )
         master.node_features = store
         nf_watch = NodeFeatureWatcher(

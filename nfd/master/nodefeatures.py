@@ -114,9 +114,14 @@ class NodeFeatureStore:
         self,
         namespace: str,
         check: Callable[[str, Mapping[str, str], v1alpha1_pb2.Features], None] | None = None,
+        *,
+        deny_third_party_labels: bool = False,
     ) -> None:
         self.namespace = namespace
         self.check = check
+        # restrictions.denyNodeFeatureLabels: only the node's own object (in the master's
+        # namespace, named after the node) gives labels; the others give only features.
+        self.deny_third_party_labels = deny_third_party_labels
         self.synced = threading.Event()
         self._lock = threading.Lock()
         self._objs: dict[Key, _Obj] = {}
@@ -153,14 +158,16 @@ class NodeFeatureStore:
     def merged(self, node: str) -> NodeInput | None:
         """The node's objects merged in upstream's order; None when it has none."""
         with self._lock:
-            objs = [self._objs[k] for k in self._order(self._by_node.get(node, ()))]
-            objs = [o for o in objs if o.ok]
+            objs = [(k, self._objs[k]) for k in self._order(self._by_node.get(node, ()))]
+            objs = [(k, o) for k, o in objs if o.ok]
         if not objs:
             return None
         labels: dict[str, str] = {}
         features = v1alpha1_pb2.Features()
-        for o in objs:
-            labels.update(o.labels)
+        own = (self.namespace, node)
+        for key, o in objs:
+            if not self.deny_third_party_labels or key == own:
+                labels.update(o.labels)
             merge_features_into(features, v1alpha1_pb2.Features.FromString(zlib.decompress(o.blob)))
         return NodeInput(labels, features)
 

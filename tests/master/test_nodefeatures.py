@@ -36,6 +36,24 @@ def test_merge_order_own_namespace_first_then_name_then_namespace() -> None:
     assert store.merged("n1").labels[f"{FNK}/k"] == "aa/b"  # type: ignore[union-attr]
 
 
+def test_deny_node_feature_labels_keeps_only_the_own_objects_labels() -> None:
+    store = NodeFeatureStore("nfd", deny_third_party_labels=True)
+    store.upsert(nf("nfd", "n1", "n1", {"own": "1"}))
+    store.upsert(
+        nf(
+            "gpu",
+            "nvidia-features-for-n1",
+            "n1",
+            {"gfd": "1"},
+            **{"attributes": {"gpu.x": {"elements": {"a": "1"}}}},
+        )
+    )
+    store.upsert(nf("nfd", "other-n1", "n1", {"other": "1"}))
+    merged = store.merged("n1")
+    assert merged is not None and merged.labels == {f"{FNK}/own": "1"}
+    assert "gpu.x" in merged.features.vattributes  # features still count (for rules)
+
+
 def test_features_merge_like_upstream_merge_into() -> None:
     store = NodeFeatureStore("nfd")
     store.upsert(
