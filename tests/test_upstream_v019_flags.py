@@ -258,7 +258,9 @@ def test_every_master_config_key_is_known() -> None:
     )
     # Not enforced yet: each one set away from its default says so, naming itself.
     unenforced = [w for w in config.warnings if "not enforced" in w]
-    assert len(unenforced) == 5  # allowOverwrite: true is the default
+    # allowOverwrite: true is the default; denyNodeFeatureLabels is enforced (NodeFeatures).
+    assert len(unenforced) == 4
+    assert not [w for w in unenforced if "denyNodeFeatureLabels" in w]
     assert parse_master_config("restrictions: {allowOverwrite: true}\n", "m").warnings == ()
 
 

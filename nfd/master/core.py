@@ -350,6 +350,8 @@ class Master:
     def node_features_synced(self, nodes: Iterable[str], first: bool) -> None:
         """A NodeFeature (re)list completed. After the first one every node is evaluated
         again: until then no label could be removed (objects not yet listed)."""
+        # A list's pages (tens of MB of JSON) are garbage now: give the heap back.
+        self._trimmer.note()
         if not first:
             self.node_features_changed(nodes)
             return

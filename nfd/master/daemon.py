@@ -105,6 +105,7 @@ def _serve(
         store = NodeFeatureStore(
             _namespace(args.namespace),
             lambda node, labels, feats: master.budget.check(node, labels, feats),
+            deny_third_party_labels=running.restrictions.deny_node_feature_labels,
         )
         master.node_features = store
         nf_watch = NodeFeatureWatcher(
@@ -274,18 +275,21 @@ def _serve(
 def nodefeature_api_enabled(args: argparse.Namespace) -> bool:
     """The NodeFeatureAPI feature gate (on by default, as in upstream v0.19)."""
     gates = getattr(args, "feature_gates", None)
+    if isinstance(gates, str):  # "Name=bool,Name=bool", as the flag is written
+        pairs = (item.partition("=") for item in gates.split(",") if item.strip())
+        gates = {k.strip(): v.strip().lower() == "true" for k, _, v in pairs}
     if isinstance(gates, dict):
         return bool(gates.get("NodeFeatureAPI", True))
     return True
 
 
 def _page_size(args: argparse.Namespace, running: MasterConfig) -> int:
+    """-informer-page-size / informerPageSize (the flag merged into ``running``)."""
     from nfd.master.nodefeatures import DEFAULT_PAGE_SIZE
 
     value = getattr(running, "informer_page_size", None)
-    flag = getattr(args, "informer_page_size", None)
-    if flag is not None:
-        value = flag
+    if value is None:
+        value = getattr(args, "informer_page_size", None)
     return DEFAULT_PAGE_SIZE if value is None else int(value)
 
 

@@ -114,9 +114,14 @@ class NodeFeatureStore:
         self,
         namespace: str,
         check: Callable[[str, Mapping[str, str], v1alpha1_pb2.Features], None] | None = None,
+        *,
+        deny_third_party_labels: bool = False,
     ) -> None:
         self.namespace = namespace
         self.check = check
+        # restrictions.denyNodeFeatureLabels: only the node's own object (in the master's
+        # namespace, named after the node) gives labels; the others give only features.
+        self.deny_third_party_labels = deny_third_party_labels
         self.synced = threading.Event()
         self._lock = threading.Lock()
         self._objs: dict[Key, _Obj] = {}
@@ -153,14 +158,16 @@ class NodeFeatureStore:
     def merged(self, node: str) -> NodeInput | None:
         """The node's objects merged in upstream's order; None when it has none."""
         with self._lock:
-            objs = [self._objs[k] for k in self._order(self._by_node.get(node, ()))]
-            objs = [o for o in objs if o.ok]
+            objs = [(k, self._objs[k]) for k in self._order(self._by_node.get(node, ()))]
+            objs = [(k, o) for k, o in objs if o.ok]
         if not objs:
             return None
         labels: dict[str, str] = {}
         features = v1alpha1_pb2.Features()
-        for o in objs:
-            labels.update(o.labels)
+        own = (self.namespace, node)
+        for key, o in objs:
+            if not self.deny_third_party_labels or key == own:
+                labels.update(o.labels)
             merge_features_into(features, v1alpha1_pb2.Features.FromString(zlib.decompress(o.blob)))
         return NodeInput(labels, features)
 
@@ -218,12 +225,13 @@ class NodeFeatureStore:
         return out
 
 
-def iter_list_items(body: bytes) -> Generator[dict[str, Any], None, dict[str, Any]]:
+def iter_list_items(text: str | bytes) -> Generator[dict[str, Any], None, dict[str, Any]]:
     """The items of a Kubernetes list response, parsed one at a time; afterwards
     ``.metadata`` of the generator's StopIteration value is the list's metadata.
     A page of 200 NodeFeatures with kernel configs is ~30 MB of JSON, several times
     that as Python objects: only one item is ever parsed at once."""
-    text = body.decode("utf-8")
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     dec = json.JSONDecoder()
     ws = re.compile(r"[ \t\n\r]*")
     meta: dict[str, Any] = {}
@@ -318,9 +326,10 @@ class NodeFeatureWatcher:
             if cont:
                 kwargs["_continue"] = cont
             resp = self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-            body = resp.data
+            text = resp.data.decode("utf-8")
             resp.release_conn()
-            items = iter_list_items(body)
+            del resp  # its bytes: only the text is needed from here
+            items = iter_list_items(text)
             while True:
                 try:
                     item = next(items)
@@ -331,7 +340,7 @@ class NodeFeatureWatcher:
                 seen.add((str(m.get("namespace") or ""), str(m.get("name") or "")))
                 changed |= self.store.upsert(item)
                 del item
-            del body, items
+            del text, items
             cont = meta.get("continue")
             if not cont:
                 break

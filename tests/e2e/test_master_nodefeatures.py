@@ -7,7 +7,6 @@ garbage collected."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,28 +32,15 @@ from tests.kube.controlplane import ControlPlane, wait_until
 
 NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
 GROUP, VERSION, PLURAL = "nfd.k8s-sigs.io", "v1alpha1", "nodefeatures"
-OUR_CRD = REPO / "deploy" / "base" / "crd-nodefeatures.yaml"
+CRD_FILE = REPO / "deploy" / "base" / "crd-nodefeatures.yaml"
 
 
 def nodefeature_crd() -> dict[str, Any]:
-    """The NodeFeature CRD: ours once deploy/ ships it, else upstream v0.19.0's own (from
-    its Go module, deployment/base/nfd-crds/nfd-api-crds.yaml)."""
-    if OUR_CRD.exists():
-        docs = list(yaml.safe_load_all(OUR_CRD.read_text()))
-    else:
-        out = subprocess.run(
-            ["go", "mod", "download", "-json", "sigs.k8s.io/node-feature-discovery@v0.19.0"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd="/tmp",
-        ).stdout
-        path = Path(json.loads(out)["Dir"]) / "deployment/base/nfd-crds/nfd-api-crds.yaml"
-        docs = list(yaml.safe_load_all(path.read_text()))
-    for doc in docs:
+    """The NodeFeature CRD deploy/ ships (schema-identical to upstream v0.19.0's)."""
+    for doc in yaml.safe_load_all(CRD_FILE.read_text()):
         if doc and doc.get("metadata", {}).get("name") == f"{PLURAL}.{GROUP}":
             return dict(doc)
-    raise AssertionError("no NodeFeature CRD found")
+    raise AssertionError(f"no NodeFeature CRD in {CRD_FILE}")
 
 
 def install_nf_crd(plane: ControlPlane) -> None:
@@ -330,3 +316,57 @@ def test_no_publish_collects_nothing(harness: Harness, namespace: str) -> None:
     time.sleep(4)
     assert exists(plane, namespace, f"nf-{ghost}")
     delete(plane, namespace, f"nf-{ghost}")
+
+
+def test_watcher_lists_in_pages_then_resumes_its_watch(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    import threading
+
+    from nfd.master.nodefeatures import NodeFeatureStore, NodeFeatureWatcher
+
+    install_nf_crd(control_plane)
+    node = unique("pages")
+    for i in range(5):
+        create(control_plane, nodefeature(namespace, f"nf-{i}", node, {f"l{i}": "1"}))
+    changes: list[set[str]] = []
+    syncs: list[tuple[set[str], bool]] = []
+    store = NodeFeatureStore(namespace)
+    watcher = NodeFeatureWatcher(
+        control_plane.api_client,
+        store,
+        changes.append,
+        lambda nodes, first: syncs.append((nodes, first)),
+        page_size=2,
+        watch_seconds=1,
+    )
+    calls: list[dict[str, Any]] = []
+    real = watcher.api.list_cluster_custom_object
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    watcher.api.list_cluster_custom_object = counting
+    watcher.start()
+    try:
+        wait_until(lambda: store.synced.is_set() or None, 30, "the first list")
+        pages = [c for c in calls if not c.get("watch")]
+        assert [c.get("limit") for c in pages] == [2, 2, 2]
+        assert syncs == [({node}, True)]
+        merged = store.merged(node)
+        assert merged is not None and len(merged.labels) == 5
+        threading.Event().wait(2.5)  # several 1 s watches end and resume meanwhile
+        delete(control_plane, namespace, "nf-0")
+        wait_until(lambda: len(store.merged(node).labels) == 4 or None, 10, "the delete")  # type: ignore[union-attr]
+        patch_labels(control_plane, namespace, "nf-1", {"l1": "2"})
+        wait_until(
+            lambda: store.merged(node).labels.get(f"{FNK}/l1") == "2" or None,  # type: ignore[union-attr]
+            10,
+            "the change",
+        )
+        assert watcher.lists == 1 and len(syncs) == 1
+        assert len([c for c in calls if c.get("watch")]) >= 3
+        assert {node} in changes
+    finally:
+        watcher.stop()

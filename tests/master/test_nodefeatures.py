@@ -36,6 +36,24 @@ def test_merge_order_own_namespace_first_then_name_then_namespace() -> None:
     assert store.merged("n1").labels[f"{FNK}/k"] == "aa/b"  # type: ignore[union-attr]
 
 
+def test_deny_node_feature_labels_keeps_only_the_own_objects_labels() -> None:
+    store = NodeFeatureStore("nfd", deny_third_party_labels=True)
+    store.upsert(nf("nfd", "n1", "n1", {"own": "1"}))
+    store.upsert(
+        nf(
+            "gpu",
+            "nvidia-features-for-n1",
+            "n1",
+            {"gfd": "1"},
+            **{"attributes": {"gpu.x": {"elements": {"a": "1"}}}},
+        )
+    )
+    store.upsert(nf("nfd", "other-n1", "n1", {"other": "1"}))
+    merged = store.merged("n1")
+    assert merged is not None and merged.labels == {f"{FNK}/own": "1"}
+    assert "gpu.x" in merged.features.vattributes  # features still count (for rules)
+
+
 def test_features_merge_like_upstream_merge_into() -> None:
     store = NodeFeatureStore("nfd")
     store.upsert(
@@ -160,3 +178,53 @@ def test_master_nodefeature_only_node_and_unknown_nodes() -> None:
     # The Node appears later: its waiting object is applied.
     master.node_added("ghost")
     assert applied[-1][0] == "ghost"
+
+
+class FakeCustomObjects:
+    def __init__(self) -> None:
+        self.deleted: list[tuple[str, str]] = []
+
+    def delete_namespaced_custom_object(
+        self, group: str, version: str, ns: str, plural: str, name: str
+    ) -> None:
+        assert (group, version, plural) == ("nfd.k8s-sigs.io", "v1alpha1", "nodefeatures")
+        self.deleted.append((ns, name))
+
+
+def test_gc_deletes_only_as_leader_and_only_objects_of_missing_nodes() -> None:
+    import threading
+
+    from nfd.master.nodefeatures import NodeFeatureGC
+
+    store = NodeFeatureStore("nfd")
+    store.upsert(nf("a", "live", "n1", {"k": "1"}))
+    store.upsert(nf("a", "ghost", "gone", {"k": "1"}))
+    store.upsert(nf("a", "nolabel", None, {}))
+    leader = threading.Event()
+    gc = NodeFeatureGC(None, store, lambda: {"n1"}, leader.is_set)
+    fake = FakeCustomObjects()
+    gc.api = fake
+    assert gc.collect() == 0  # the NodeFeature list has not completed
+    store.synced.set()
+    gc.start()
+    try:
+        threading.Event().wait(2.5)
+        assert fake.deleted == []  # a standby replica deletes nothing
+        leader.set()
+        wait = threading.Event()
+        for _ in range(50):
+            if len(fake.deleted) >= 2:
+                break
+            wait.wait(0.1)
+        assert sorted(fake.deleted) == [("a", "ghost"), ("a", "nolabel")]
+        # A Node's deletion deletes the objects naming it.
+        store.upsert(nf("b", "later", "n2", {}))
+        gc.known_nodes = lambda: {"n1"}
+        gc.node_deleted("n2")
+        for _ in range(50):
+            if ("b", "later") in fake.deleted:
+                break
+            wait.wait(0.1)
+        assert ("b", "later") in fake.deleted and ("a", "live") not in fake.deleted
+    finally:
+        gc.stop()
