@@ -5,6 +5,7 @@ labels."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.e2e.master_harness import (
     BIN,
     FIXTURES,
     FNK,
+    REPO,
     Harness,
     Proc,
     install_nfr_crd,
@@ -46,13 +48,14 @@ def nf_worker(
     features_dir: Path,
     *extra: str,
     env: dict[str, str] | None = None,
+    kubeconfig: Path | None = None,
 ) -> Proc:
     """nfd-worker with upstream v0.19's command line: no --server, so NodeFeature mode."""
     return h.spawn(
         f"worker-{node}",
         [
             str(BIN / "nfd-worker"),
-            f"--kubeconfig={h.plane.kubeconfig}",
+            f"--kubeconfig={kubeconfig or h.plane.kubeconfig}",
             f"--host-prefix={FIXTURES / 'host-full'}",
             f"--features-dir={features_dir}",
             f"--hooks-dir={features_dir}",
@@ -175,17 +178,9 @@ def test_no_publish_features_keeps_labels_and_drops_features(
     assert obj["spec"]["labels"][f"{FNK}/cpu-cpuid.AVX2"] == "true"
 
 
-def test_owner_refs_name_the_node_the_pod_and_its_daemonset(
-    harness: Harness, namespace: str, tmp_path: Path
-) -> None:
-    from kubernetes import client
-
-    plane = harness.plane
-    node = register(harness, "nfw-owner")
-    node_uid = harness.node(node).metadata.uid
-    plane.core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
-    )
+def worker_pod(plane: ControlPlane, namespace: str, account: str = "default") -> tuple[Any, Any]:
+    """A DaemonSet and a Pod it owns, as the DaemonSet controller would make them (no
+    controller runs here: the objects only have to exist for the worker's lookups)."""
     ds = plane.apps.create_namespaced_daemon_set(
         namespace,
         {
@@ -219,9 +214,27 @@ def test_owner_refs_name_the_node_the_pod_and_its_daemonset(
                     }
                 ],
             },
-            "spec": {"containers": [{"name": "w", "image": "nfd"}]},
+            "spec": {
+                "serviceAccountName": account,
+                "containers": [{"name": "w", "image": "nfd"}],
+            },
         },
     )
+    return ds, pod
+
+
+def test_owner_refs_name_the_node_the_pod_and_its_daemonset(
+    harness: Harness, namespace: str, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    plane = harness.plane
+    node = register(harness, "nfw-owner")
+    node_uid = harness.node(node).metadata.uid
+    plane.core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    )
+    ds, pod = worker_pod(plane, namespace)
     fd = tmp_path / "features.d"
     fd.mkdir()
     env = {"POD_NAME": pod.metadata.name, "POD_UID": pod.metadata.uid}
@@ -279,3 +292,43 @@ def test_worker_nodefeature_to_master_to_node_labels(
     took = time.monotonic() - start
     assert took < 3.0, f"features.d -> NodeFeature -> Node took {took:.2f} s"
     print(f"features.d -> NodeFeature -> Node label: {took:.3f} s")
+
+
+def test_the_worker_role_of_deploy_base_is_all_nodefeature_mode_needs(
+    harness: Harness, namespace: str, tmp_path: Path
+) -> None:
+    """The worker runs with the nfd-worker ServiceAccount's token and nothing else: the
+    Role from deploy/base/rbac.yaml lets it read its Pod (DaemonSet owner), create and
+    update its NodeFeature."""
+    import yaml
+
+    plane = harness.plane
+    rbac = yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
+    for doc in rbac:
+        if doc and doc["metadata"]["name"] == "nfd-worker":
+            doc["metadata"]["namespace"] = namespace
+            for subject in doc.get("subjects", []):
+                subject["namespace"] = namespace
+            plane.kubectl("apply", "-f", "-", input=json.dumps(doc), check=True)
+    token = plane.kubectl(
+        "create", "token", "nfd-worker", "-n", namespace, check=True
+    ).stdout.strip()
+    kubeconfig = yaml.safe_load(Path(plane.kubeconfig).read_text())
+    for user in kubeconfig["users"]:
+        user["user"] = {"token": token}
+    worker_kubeconfig = tmp_path / "worker.kubeconfig"
+    worker_kubeconfig.write_text(yaml.safe_dump(kubeconfig))
+    ds, pod = worker_pod(plane, namespace, account="nfd-worker")
+    node = unique("nfw-rbac")
+    fd = tmp_path / "features.d"
+    fd.mkdir()
+    env = {"POD_NAME": pod.metadata.name, "POD_UID": pod.metadata.uid}
+    nf_worker(harness, node, namespace, fd, env=env, kubeconfig=worker_kubeconfig)
+    obj = wait_nf(harness, namespace, node, lambda o: bool(o["spec"]["labels"]), "object")
+    assert [r["uid"] for r in obj["metadata"]["ownerReferences"]] == [
+        pod.metadata.uid,
+        ds.metadata.uid,
+    ]
+    (fd / "e2e").write_text("e2e-local=yes\n")  # an update, with the same token
+    wait_nf(harness, namespace, node, lambda o: "e2e-local" in o["spec"]["labels"], "update")
+    assert "403" not in harness.logs()
