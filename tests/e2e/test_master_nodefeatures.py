@@ -373,3 +373,22 @@ def test_watcher_lists_in_pages_then_resumes_its_watch(
         assert {node} in changes
     finally:
         watcher.stop()
+
+
+def test_feature_gate_off_means_no_nodefeature_input(harness: Harness, namespace: str) -> None:
+    """-feature-gates=NodeFeatureAPI=false (gRPC workers only, as v0.16 allowed): objects are
+    neither read nor garbage collected."""
+    plane = harness.plane
+    node = register(harness, "gate")
+    ghost = unique("ghost-gate")
+    create(plane, nodefeature(namespace, f"nf-{node}", node, {"gated": "1"}))
+    create(plane, nodefeature(namespace, f"nf-{ghost}", ghost, {"x": "1"}))
+    _, port = harness.master(f"--namespace={namespace}", "--feature-gates=NodeFeatureAPI=false")
+    set_labels(port, node, {f"{FNK}/grpc": "1"})
+    got = harness.wait_labels(node, lambda lb: f"{FNK}/grpc" in lb, "gRPC labels")
+    time.sleep(3)
+    got = harness.node_labels(node)
+    assert f"{FNK}/gated" not in got
+    assert exists(plane, namespace, f"nf-{ghost}")
+    delete(plane, namespace, f"nf-{ghost}")
+    delete(plane, namespace, f"nf-{node}")
