@@ -332,3 +332,33 @@ def test_the_worker_role_of_deploy_base_is_all_nodefeature_mode_needs(
     (fd / "e2e").write_text("e2e-local=yes\n")  # an update, with the same token
     wait_nf(harness, namespace, node, lambda o: "e2e-local" in o["spec"]["labels"], "update")
     assert "403" not in harness.logs()
+
+
+def test_publisher_reads_back_what_it_wrote_as_unchanged(
+    harness: Harness, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comparison the resync and every change use, against what the apiserver really
+    stores (the CRD's structural schema, defaulting, field order): the object as read back
+    counts as unchanged, so a resync of a current object writes nothing; a change made by
+    someone else is put right by the next one."""
+    from nfd.hostfs import HostFS
+    from nfd.worker.config import parse_config_text
+    from nfd.worker.discovery import run_discovery
+    from nfd.worker.nodefeature import NodeFeaturePublisher
+
+    monkeypatch.setenv("POD_UID", "0000-uid")
+    node = unique("nfw-sync")
+    result = run_discovery(HostFS(str(FIXTURES / "host-full")), parse_config_text("", "c"), node)
+    pub = NodeFeaturePublisher(
+        node, namespace=namespace, api_client=harness.plane.api_client, owner_refs=[]
+    )
+    assert pub.sync(result.labels, result.features) is True
+    assert pub.sync(result.labels, result.features) is False
+    assert (pub.creates, pub.updates) == (1, 0)
+    custom(harness.plane).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, node, {"spec": {"labels": {"someone": "else"}}}
+    )
+    assert pub.sync(result.labels, result.features) is True
+    obj = get_nf(harness, namespace, node)
+    assert obj is not None and obj["spec"]["labels"] == result.labels
+    assert obj["metadata"]["annotations"][POD_UID_ANNOTATION] == "0000-uid"
