@@ -58,7 +58,7 @@ def nf_worker(
             f"--kubeconfig={kubeconfig or h.plane.kubeconfig}",
             f"--host-prefix={FIXTURES / 'host-full'}",
             f"--features-dir={features_dir}",
-            f"--hooks-dir={features_dir}",
+            f"--hooks-dir={features_dir.parent / 'source.d'}",
             "--port=0",
             "--options",
             '{"core": {"sleepInterval": "1s"}}',
@@ -362,3 +362,43 @@ def test_publisher_reads_back_what_it_wrote_as_unchanged(
     obj = get_nf(harness, namespace, node)
     assert obj is not None and obj["spec"]["labels"] == result.labels
     assert obj["metadata"]["annotations"][POD_UID_ANNOTATION] == "0000-uid"
+
+
+def test_our_nodefeature_worker_to_upstream_v019_master(
+    harness: Harness, namespace: str, tmp_path: Path
+) -> None:
+    """Upstream v0.19.0's own nfd-master (built from its Go module by hack/upstream-nfd.sh)
+    reads our worker's object and labels the Node: the object is the shape it expects."""
+    from tests.compat.upstream import current_binary, register_kubelet_node
+    from tests.kube.controlplane import free_port
+
+    plane = harness.plane
+    for crd in ("crd-nodefeaturegroups.yaml",):
+        plane.kubectl("apply", "-f", str(REPO / "deploy" / "base" / crd), check=True)
+    node = unique("nfw-up019")
+    register_kubelet_node(plane, node)  # v0.19's master, too, patches under annotations
+    harness.nodes.append(node)
+    config = tmp_path / "nfd-master.conf"
+    config.write_text("# defaults only\n")
+    harness.spawn(
+        "upstream-v0.19-master",
+        [
+            str(current_binary("nfd-master")),
+            f"-kubeconfig={plane.kubeconfig}",
+            f"-config={config}",
+            f"-port={free_port()}",
+        ],
+        env={"NODE_NAME": node, "KUBERNETES_NAMESPACE": namespace},
+    )
+    fd = tmp_path / "features.d"
+    fd.mkdir()
+    (fd / "e2e").write_text("e2e-local=yes\n")
+    nf_worker(harness, node, namespace, fd)
+    labels = harness.wait_labels(
+        node,
+        lambda lb: lb.get(f"{FNK}/cpu-cpuid.AVX2") == "true" and f"{FNK}/e2e-local" in lb,
+        "labels from upstream v0.19's master",
+    )
+    assert labels[f"{FNK}/e2e-local"] == "yes"
+    ann = harness.node(node).metadata.annotations or {}
+    assert "cpu-cpuid.AVX2" in ann.get("nfd.node.kubernetes.io/feature-labels", "")
