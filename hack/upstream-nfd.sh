@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # upstream-nfd.sh — build and locate upstream node-feature-discovery (Go) as a test oracle.
 #
-#   hack/upstream-nfd.sh build          build (or reuse) nfd-worker, nfd-master, kubectl-nfd and
-#                                       a second nfd-worker whose host path prefix is PREFIX_ROOT
+#   hack/upstream-nfd.sh build          build (or reuse) v0.16.6's nfd-worker, nfd-master,
+#                                       kubectl-nfd and a second nfd-worker whose host path
+#                                       prefix is PREFIX_ROOT; and v0.19.0's three
 #   hack/upstream-nfd.sh path <name>    print the cached binary's path (exit 1 if not built)
 #   hack/upstream-nfd.sh version        print the pinned version
 #   hack/upstream-nfd.sh env            print NFD_UPSTREAM_* variables for the tests and bench
@@ -34,13 +35,15 @@ BINARIES=(nfd-worker nfd-master kubectl-nfd nfd-worker-prefixed)
 # The newest upstream release (NodeFeature API only): its CRDs and manifests are what
 # deploy/ must stay compatible with (tests/deploy/test_crds.py, tests/e2e/test_deploy.py).
 NFD_UPSTREAM_CURRENT=${NFD_UPSTREAM_CURRENT:-v0.19.0}
+CURRENT_BINARIES=(nfd-worker nfd-master kubectl-nfd)
 
 log() { printf '[upstream-nfd] %s\n' "$*" >&2; }
 
 versioned_path() { echo "$BIN_DIR/upstream-$1-$NFD_UPSTREAM_VERSION"; }
 
+# Builds share the machine with tests: lowest CPU priority.
 go_env() {
-  env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" "$GO" "$@"
+  nice -n 19 env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" "$GO" "$@"
 }
 
 all_cached() {
@@ -88,32 +91,19 @@ cmd_deployment() {
   log "node-feature-discovery $NFD_UPSTREAM_CURRENT source: cached in $dest"
 }
 
-cmd_build() {
-  cmd_deployment
-  local start=$SECONDS dir nfd_gomod k8s_version staging module rep ldflags pkg
-  mkdir -p "$BIN_DIR" "$BUILD_DIR"
-  exec 7>"$NFD_CACHE/upstream-nfd-build.lock"
-  if ! flock -n 7; then
-    log "another build holds $NFD_CACHE/upstream-nfd-build.lock; waiting for it"
-    flock 7
-  fi
-  if all_cached; then
-    link_all
-    log "node-feature-discovery $NFD_UPSTREAM_VERSION: cached"
-    return
-  fi
-  dir=$BUILD_DIR/node-feature-discovery-$NFD_UPSTREAM_VERSION
-  log "node-feature-discovery $NFD_UPSTREAM_VERSION: building in $dir"
-  mkdir -p "$dir" && cd "$dir"
+# prepare_module VERSION: a wrapper module in the current directory that builds
+# node-feature-discovery VERSION with the replaces NFD's own go.mod carries.
+prepare_module() {
+  local version=$1 nfd_gomod k8s_version staging module rep
   [[ -f go.mod ]] || go_env mod init local/nfd-upstream-bin >/dev/null 2>&1
   # api/nfd is a separate module that NFD resolves with a local replace (./api/nfd); it is
   # tagged together with the main module, so require both at the same version.
   go_env mod edit -go="$("$GO" env GOVERSION | sed 's/^go//')" \
-    -require="$MODULE@$NFD_UPSTREAM_VERSION" -require="$MODULE/api/nfd@$NFD_UPSTREAM_VERSION"
+    -require="$MODULE@$version" -require="$MODULE/api/nfd@$version"
 
   # NFD's own versioned replaces (k8s staging modules, gogo/protobuf) only apply inside its
   # module; copy them. Local ones (=> ./...) are dropped: api/nfd is required above.
-  nfd_gomod=$(mod_file "$MODULE@$NFD_UPSTREAM_VERSION")
+  nfd_gomod=$(mod_file "$MODULE@$version")
   sed -n 's#^[[:space:]]*\([^[:space:]]\+\)[[:space:]]*=>[[:space:]]*\([^.[:space:]][^[:space:]]*\)[[:space:]]\+\(v[^[:space:]]\+\).*#\1=\2@\3#p' "$nfd_gomod" |
     while read -r rep; do go_env mod edit -replace="$rep"; done
   # k8s.io/kubernetes requires its staging modules at v0.0.0; resolve every one of them with
@@ -124,7 +114,20 @@ cmd_build() {
   for module in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$(mod_file "k8s.io/kubernetes@$k8s_version")"); do
     go_env mod edit -replace="$module=$module@$staging"
   done
+}
 
+# v0.16.6: the gRPC-era oracle (worker, master, kubectl-nfd, prefixed worker, CRDs).
+build_legacy() {
+  local start=$SECONDS dir ldflags pkg
+  if all_cached; then
+    link_all
+    log "node-feature-discovery $NFD_UPSTREAM_VERSION: cached"
+    return
+  fi
+  dir=$BUILD_DIR/node-feature-discovery-$NFD_UPSTREAM_VERSION
+  log "node-feature-discovery $NFD_UPSTREAM_VERSION: building in $dir"
+  mkdir -p "$dir" && cd "$dir"
+  prepare_module "$NFD_UPSTREAM_VERSION"
   ldflags="-s -w -X $MODULE/pkg/version.version=$NFD_UPSTREAM_VERSION"
   mkdir -p out
   go_env build -trimpath -ldflags "$ldflags" -o out/ \
@@ -139,6 +142,45 @@ cmd_build() {
   link_all
   "$(versioned_path nfd-worker)" -version >&2 || true
   log "node-feature-discovery $NFD_UPSTREAM_VERSION: built in $((SECONDS - start))s"
+}
+
+# v0.19.0: the NodeFeature-API oracle, cached as upstream-<name>-v0.19.0 beside v0.16.6's
+# (no stable symlink: upstream-<name> stays v0.16.6's).
+current_path() { echo "$BIN_DIR/upstream-$1-$NFD_UPSTREAM_CURRENT"; }
+
+build_current() {
+  local start=$SECONDS dir ldflags pkg missing=0
+  for pkg in "${CURRENT_BINARIES[@]}"; do [[ -x $(current_path "$pkg") ]] || missing=1; done
+  if ((missing == 0)); then
+    log "node-feature-discovery $NFD_UPSTREAM_CURRENT: cached"
+    return
+  fi
+  dir=$BUILD_DIR/node-feature-discovery-$NFD_UPSTREAM_CURRENT
+  log "node-feature-discovery $NFD_UPSTREAM_CURRENT: building in $dir"
+  mkdir -p "$dir" && cd "$dir"
+  prepare_module "$NFD_UPSTREAM_CURRENT"
+  ldflags="-s -w -X $MODULE/pkg/version.version=$NFD_UPSTREAM_CURRENT"
+  mkdir -p out
+  go_env build -trimpath -ldflags "$ldflags" -o out/ \
+    "$MODULE/cmd/nfd-worker" "$MODULE/cmd/nfd-master" "$MODULE/cmd/kubectl-nfd"
+  for pkg in "${CURRENT_BINARIES[@]}"; do
+    install -m 0755 "out/$pkg" "$(current_path "$pkg").tmp" &&
+      mv -f "$(current_path "$pkg").tmp" "$(current_path "$pkg")"
+  done
+  "$(current_path nfd-worker)" -version >&2 || true
+  log "node-feature-discovery $NFD_UPSTREAM_CURRENT: built in $((SECONDS - start))s"
+}
+
+cmd_build() {
+  cmd_deployment
+  mkdir -p "$BIN_DIR" "$BUILD_DIR"
+  exec 7>"$NFD_CACHE/upstream-nfd-build.lock"
+  if ! flock -n 7; then
+    log "another build holds $NFD_CACHE/upstream-nfd-build.lock; waiting for it"
+    flock 7
+  fi
+  (build_legacy)
+  (build_current)
 }
 
 cmd_path() {
@@ -159,6 +201,10 @@ cmd_env() {
   echo "NFD_UPSTREAM_CURRENT=$NFD_UPSTREAM_CURRENT"
   echo "NFD_UPSTREAM_CURRENT_SRC=$(src_dir)"
   echo "NFD_UPSTREAM_CURRENT_DEPLOYMENT=$(src_dir)/deployment"
+  for name in "${CURRENT_BINARIES[@]}"; do
+    var=$(tr 'a-z-' 'A-Z_' <<<"$name")
+    echo "NFD_UPSTREAM_CURRENT_$var=$(current_path "$name")"
+  done
   for name in "${BINARIES[@]}"; do
     var=$(tr 'a-z-' 'A-Z_' <<<"$name")
     echo "NFD_UPSTREAM_$var=$(versioned_path "$name")"
@@ -172,7 +218,7 @@ main() {
     version) echo "node-feature-discovery $NFD_UPSTREAM_VERSION" ;;
     env) cmd_env ;;
     deployment) cmd_deployment ;;
-    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; return 2 ;;
+    *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; return 2 ;;
   esac
 }
 

@@ -197,3 +197,22 @@ def test_validate_reads_crlf_files_as_text_mode_did(tmp_path: Path) -> None:
     path.write_bytes(b"rules:\r\n  - name: r\r\n    labels: {a: b}\r\n")
     result = nfd("validate", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dryrun_why_explains_set_and_missing_labels() -> None:
+    result = nfd(
+        "dryrun",
+        "--rule", str(E2E / "nodefeaturerule-1.yaml"),
+        "--features", str(E2E / "nodefeature-1.yaml"),
+        "--why", "e2e-instance-test-2",
+        "--why", "e2e-flag-test-1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rules = str(E2E / "nodefeaturerule-1.yaml")
+    assert result.stdout == (
+        "e2e-instance-test-2=true\n"
+        f"  set by rule 'e2e-instance-test-2' ({rules})\n"
+        "e2e-flag-test-1: not set by these rules\n"
+        "  rule 'e2e-flag-test-1' could set it but did not match: "
+        "feature 'fake.flag' is not present on the node\n"
+    )

@@ -29,7 +29,7 @@ from nfd.cli.upstream_flags import (
 )
 from nfd.master.config import MasterConfig, Restrictions, parse_master_config
 from nfd.worker.config import parse_config_text
-from tests.compat.upstream import current_source
+from tests.compat.upstream import current_binary, current_source
 from tests.kube.controlplane import free_port, wait_until
 
 BIN = Path(sys.executable).parent
@@ -108,6 +108,47 @@ def test_sample_lists_are_upstreams_flags() -> None:
     assert "InitKlogFlags" in upstream_go("cmd/nfd-master/main.go")
     assert master == set(MASTER_SAMPLES)
     assert worker == set(WORKER_SAMPLES)
+
+
+def binary_flags(program: str) -> dict[str, str]:
+    """name -> Go flag type ("" for a bool) from the built v0.19.0 binary's -help."""
+    result = subprocess.run(
+        [str(current_binary(program)), "-help"], capture_output=True, text=True, timeout=30
+    )
+    flags = {}
+    for line in (result.stdout + result.stderr).splitlines():
+        m = re.match(r"  -(\S+)(?: (\S+))?$", line)
+        if m:
+            flags[m.group(1)] = m.group(2) or ""
+    assert "port" in flags and "version" in flags, result.stderr
+    return flags
+
+
+@pytest.mark.parametrize("program", ["nfd-master", "nfd-worker"])
+def test_every_flag_the_v019_binary_has_is_accepted(program: str) -> None:
+    """The real upstream v0.19.0 binary (hack/upstream-nfd.sh build) lists its flags, klog's
+    included; each one, with a value of its type, parses here."""
+    flags = binary_flags(program)
+    samples = MASTER_SAMPLES if program == "nfd-master" else WORKER_SAMPLES
+    klog = set(KLOG_BOOL_FLAGS) | set(KLOG_VALUE_FLAGS) | {"v"}
+    assert set(flags) == (set(samples) | klog), "update the samples or the klog lists"
+    for name, kind in sorted(flags.items()):
+        if name == "version":
+            continue
+        if name in samples:
+            argv = argv_for(samples, name)
+        elif name == "v":
+            argv = ["-v=2"]
+        else:
+            argv = [f"-{name}"] if kind == "" else [f"-{name}=1"]
+        if program == "nfd-master":
+            norm = master_cli.normalize_argv(argv)
+            args = master_cli.build_parser().parse_args(norm)
+            explicit = master_cli.explicit_dests(master_cli.build_parser(), norm)
+            master_cli.resolve_feature_gates(args, explicit)
+            master_cli.resolve_ports(args, explicit)
+        else:
+            worker_cli.parse_args(argv)
 
 
 @pytest.mark.parametrize("name", sorted(set(MASTER_SAMPLES) - {"version"}))

@@ -74,6 +74,11 @@ DEFAULT_LABELS: dict[str, tuple[tuple[str, str], ...]] = {
         ("nvidia.com/gpu.count", "number of NVIDIA GPUs (SR-IOV virtual functions excluded)"),
         ("nvidia.com/gpu.mode", "`compute` (3D controller), `graphics` (VGA) or `unknown`"),
         ("nvidia.com/gpu.product", "GPU product name (driver, else pci.ids)"),
+        ("nvidia.com/gpu.family", "architecture (GFD's names), from the device-id table"),
+        ("nvidia.com/gpu.compute.major", "CUDA compute capability, major, from the table"),
+        ("nvidia.com/gpu.compute.minor", "CUDA compute capability, minor, from the table"),
+        ("nvidia.com/gpu.memory", "NVML total memory in MiB, for the few ids that fix it"),
+        ("nvidia.com/mig.capable", "`true` if any GPU is MIG-capable, `false` if none is"),
         ("nvidia.com/gpu.machine", "DMI product name of the machine"),
         ("nvidia.com/cuda.driver.major", "NVIDIA driver version, major part"),
         ("nvidia.com/cuda.driver.minor", "NVIDIA driver version, minor part"),
@@ -168,14 +173,16 @@ def _gpu_marking_section() -> list[str]:
         "## GPU marking (nfd-master `--enable-gpu-marking`)",
         "",
         "Written by the master, not by workers, the way the NVIDIA GPU Operator writes them. "
-        "A node is a GPU node when any of these labels is `true`: "
+        "A node is a GPU node when its worker's raw `pci.device` (or `gpu.device`) features "
+        "show an NVIDIA display or 3D controller (vendor `10de`, class `0300`/`0302`), "
+        "whatever its `deviceLabelFields`, or when any of these labels is `true`: "
         + ", ".join(f"`{k}`" for k in node_labels)
         + ".",
         "",
         "| Label | Value |",
         "|---|---|",
         f"| `{present}` | `true` on GPU nodes; flipped to `false` (never deleted) when the GPU "
-        "labels go away |",
+        "goes away |",
     ]
     mig = getattr(marking, "MIG_MANAGER_OPERAND", None)
     for key in deploy:

@@ -8,7 +8,10 @@ and scripts write ``-oneshot``, ``-server=x``, ``-oneshot=false`` and klog's
 - ``-name`` is read as ``--name`` when ``--name`` is one of the parser's options;
 - booleans declared with ``add_bool`` take ``=true``/``=false`` (Go's ParseBool
   spellings);
-- ``add_verbosity`` counts ``-v``/``-vv`` and also takes ``-v=N``.
+- ``add_verbosity`` counts ``-v``/``-vv`` and also takes ``-v=N``;
+- a short option with a fixed set of values (``-o json``) takes its value
+  attached only when it is one of them (``-ojson``): ``-onesh`` is a misspelt
+  long flag, as Go would say, not ``-o nesh``.
 
 Prefix abbreviations are off (``--onesh`` is an error), as in Go.
 """
@@ -100,5 +103,14 @@ class FlagParser(argparse.ArgumentParser):
                 # A long option's spellings are argparse's own table of them.
                 if len(name) > 3 and name in self._option_string_actions:
                     arg = "-" + arg
+                else:
+                    self._check_attached_choice(arg)
             out.append(arg)
         return out
+
+    def _check_attached_choice(self, arg: str) -> None:
+        short = self._option_string_actions.get(arg[:2])
+        attached = arg[2:].removeprefix("=")
+        if len(arg) > 2 and short is not None and short.choices is not None:
+            if attached not in short.choices:
+                self.error(f"unrecognized arguments: {arg}")

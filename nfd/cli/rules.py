@@ -2,11 +2,16 @@
 
 ``nfd dryrun --rule RULES.yaml --features NODEFEATURE.yaml`` evaluates every
 rule of the file, in order and chained through ``rule.matched`` as the master
-does, and prints ``{"labels", "annotations", "taints", "extendedResources"}``
-with keys as the rules wrote them. Without ``--features`` it discovers this
-node (``--host-prefix`` and the other discovery options) first. It exits 1
+does, and prints ``{"labels", "annotations", "taints", "extendedResources"}``:
+through a pipe or with ``-o json`` as JSON with keys as the rules wrote them, on a
+terminal as a table of each part, with ``-o yaml`` as YAML. Without ``--features``
+it discovers this node (``--host-prefix`` and the other discovery options) first. It exits 1
 when a rule fails with an error (the output of the other rules is still
 printed), 2 when an input cannot be read.
+
+``nfd dryrun ... --why LABEL`` explains one label instead: the rule that sets it,
+or for every rule that names it the first feature or matchExpression this node's
+features fail (``nfd.rules.explain``).
 
 ``nfd validate RULES.yaml...`` reports every problem with file, rule and
 field; it exits 0 only when every file is valid. ``--worker`` checks custom.d
@@ -24,6 +29,7 @@ from typing import Any
 import yaml
 
 from nfd import kubeyaml
+from nfd.cli import output
 from nfd.features import FeatureFormatError, Features
 from nfd.rules import (
     MAX_RULE_TEXT_BYTES,
@@ -50,7 +56,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-n",
         help="NodeFeature object or bare features (JSON/YAML); default: discover this node",
     )
-    dryrun.add_argument("--output", "-o", choices=("json", "yaml"), default="json")
+    output.add_output_option(dryrun, "table")
+    dryrun.add_argument(
+        "--why",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="explain LABEL instead: the rule that sets it, or for each rule that could, "
+        "the first thing that failed (repeatable)",
+    )
     add_discovery_options(dryrun)
     dryrun.set_defaults(func=run_dryrun)
 
@@ -125,9 +139,8 @@ def _discover(args: argparse.Namespace) -> Features:
     return discover_features(host_from_args(args), config, node_name())
 
 
-def _dump(document: Any, fmt: str) -> str:
-    if fmt == "yaml":
-        return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
+def _json(document: Any) -> str:
+    # Keys in the rules' order, as dryrun always printed them.
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -141,11 +154,17 @@ def run_dryrun(args: argparse.Namespace) -> int:
     except (InputError, RuleError) as err:
         print(f"nfd dryrun: {err}", file=sys.stderr)
         return 2
-    output = execute_rules(rules, features)
-    sys.stdout.write(_dump(output.to_dict(), args.output))
-    for error in output.errors:
+    if args.why:
+        from nfd.rules.explain import explain_label, render
+
+        sys.stdout.write("".join(render(explain_label(rules, features, w)) for w in args.why))
+        return 0
+    result = execute_rules(rules, features)
+    fmt = output.choose_format(args.output, output.stream_is_tty(sys.stdout), "table")
+    sys.stdout.write(output.render(result.to_dict(), fmt, _json, output.rule_output_table))
+    for error in result.errors:
         print(f"nfd dryrun: error: {error}", file=sys.stderr)
-    return 1 if output.errors else 0
+    return 1 if result.errors else 0
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -27,12 +27,14 @@ FEATURE_GATES: Mapping[str, bool] = {
 KLOG_BOOL_FLAGS = (
     "add_dir_header",
     "alsologtostderr",
+    "legacy_stderr_threshold_behavior",
     "logtostderr",
     "one_output",
     "skip_headers",
     "skip_log_headers",
 )
 KLOG_VALUE_FLAGS = (
+    "alsologtostderrthreshold",
     "log_backtrace_at",
     "log_dir",
     "log_file",

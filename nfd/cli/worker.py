@@ -2,8 +2,9 @@
 
 Modes:
 
-- ``--oneshot --no-publish``: print the labels once as one JSON object (sorted
-  keys) and exit.
+- ``--oneshot --no-publish``: print the labels once and exit: one JSON object
+  (sorted keys, one line) through a pipe or with ``-o json``, a NAME/VALUE table
+  on a terminal (``-o table|yaml|json`` chooses).
 - ``--oneshot``: publish once to ``--server`` and exit; 0 on success, 1 when the
   master could not be reached or refused the labels.
 - ``--no-publish``: run, and print every new label set as one JSON object per
@@ -28,6 +29,7 @@ from typing import IO, Any
 import yaml
 
 from nfd import __version__
+from nfd.cli import output
 from nfd.cli.common import (
     add_discovery_options,
     apply_overrides,
@@ -81,6 +83,7 @@ def build_parser() -> FlagParser:
         "--no-publish",
         help="do not publish; print the labels (each new label set as one JSON line)",
     )
+    output.add_output_option(parser, "table")
     parser.add_argument(
         "--server", default=None, help=f"nfd-master address (default {DEFAULT_SERVER})"
     )
@@ -210,6 +213,10 @@ def labels_json(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True)
 
 
+def _json_line(labels: dict[str, str]) -> str:
+    return labels_json(labels) + "\n"
+
+
 def _deep_merge(base: Any, overlay: Any) -> Any:
     if isinstance(base, dict) and isinstance(overlay, dict):
         out = dict(base)
@@ -296,7 +303,9 @@ def _make_publisher(args: argparse.Namespace, node: str) -> Any:
 def _oneshot(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: bool) -> int:
     result = run_discovery(host_from_args(args), config, node)
     if no_publish:
-        sys.stdout.write(labels_json(result.labels) + "\n")
+        fmt = output.choose_format(args.output, output.stream_is_tty(sys.stdout), "table")
+        text = output.render(result.labels, fmt, _json_line, output.labels_table)
+        sys.stdout.write(text)
         sys.stdout.flush()
         return 0
     from nfd.worker.publish import PublishError
@@ -385,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     for warning in upstream_flag_warnings(args, config):
         log.warning("%s", warning)
     no_publish = args.no_publish or config.core.no_publish
+    if args.output and not (args.oneshot and no_publish):
+        log.error(
+            "--output applies to --oneshot --no-publish only "
+            "(a running worker prints each label set as one JSON line)"
+        )
+        return 2
     node = node_name()
     if args.oneshot:
         return _oneshot(args, config, node, no_publish)

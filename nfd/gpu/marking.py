@@ -9,7 +9,12 @@ projects depend on the exact rule).
 
 Rules (docs/gpu.md has the full table; facts from the operator's state manager):
 
-* GPU node: any of the three PCI labels in ``GPU_NODE_LABELS`` is exactly "true".
+* GPU node: any of the three PCI labels in ``GPU_NODE_LABELS`` is exactly "true", or
+  the worker's raw features show an NVIDIA display/3D controller (``pci.device`` or
+  ``gpu.device`` instance with vendor 10de and class 0300/0302), whatever label names
+  the worker's ``deviceLabelFields`` produce. The operator derives ``gpu.present`` from
+  the labels alone, so a worker configured with other fields loses its GPU stack
+  (gpu-operator #1469); here the hardware decides as well.
 * ``gpu.present``: set "true" on a GPU node; flipped to "false" (never deleted) when
   it was "true" and the GPU labels are gone; otherwise left alone.
 * Deploy labels: on a node whose ``gpu.present`` ends up "true" and that has no
@@ -25,7 +30,9 @@ usual ownership logic, labels NFD does not own are never touched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+from nfd.gpu.devices import is_nvidia_gpu
 
 NVIDIA_LABEL_NS = "nvidia.com"
 
@@ -74,9 +81,28 @@ def deploy_label(operand: str) -> str:
 DEPLOY_LABELS = tuple(deploy_label(operand) for operand in DEPLOY_OPERANDS)
 
 
-def is_gpu_node(node_labels: Mapping[str, str]) -> bool:
-    """True when NFD reports an NVIDIA GPU (any of ``GPU_NODE_LABELS`` is "true")."""
-    return any(node_labels.get(key) == "true" for key in GPU_NODE_LABELS)
+# Raw feature sets whose instances are PCI functions with ``vendor`` and ``class``: the
+# pci source's (every function) and the gpu source's (NVIDIA GPUs only).
+GPU_HARDWARE_FEATURES = ("pci.device", "gpu.device")
+
+
+def is_gpu_node(node_labels: Mapping[str, str], hardware: bool = False) -> bool:
+    """True when NFD reports an NVIDIA GPU: any of ``GPU_NODE_LABELS`` is "true", or
+    ``hardware`` (the raw features show one, see ``features_show_nvidia_gpu``)."""
+    return hardware or any(node_labels.get(key) == "true" for key in GPU_NODE_LABELS)
+
+
+def features_show_nvidia_gpu(instances: Mapping[str, Iterable[Mapping[str, str]]]) -> bool:
+    """True when an instance of ``GPU_HARDWARE_FEATURES`` is an NVIDIA display or 3D
+    controller (vendor 10de, class 0300/0302; not its audio, USB or an NVSwitch).
+
+    ``instances``: feature-set name -> instances' attributes (other sets are ignored).
+    """
+    for name in GPU_HARDWARE_FEATURES:
+        for attrs in instances.get(name, ()):
+            if is_nvidia_gpu(attrs.get("vendor"), attrs.get("class")):
+                return True
+    return False
 
 
 def is_mig_capable(node_labels: Mapping[str, str]) -> bool:
@@ -96,15 +122,18 @@ def wanted_operands(node_labels: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(op for op in DEPLOY_OPERANDS if op != MIG_MANAGER_OPERAND or mig)
 
 
-def compute_gpu_labels(node_labels: Mapping[str, str], owned: set[str]) -> dict[str, str]:
+def compute_gpu_labels(
+    node_labels: Mapping[str, str], owned: set[str], hardware: bool = False
+) -> dict[str, str]:
     """Return every ``nvidia.com/`` label NFD wants to own on this node.
 
     ``node_labels`` are the node's current labels with NFD's newest feature labels
-    merged in; ``owned`` are the (fully qualified) label names NFD owned before.
+    merged in; ``owned`` are the (fully qualified) label names NFD owned before;
+    ``hardware``: the worker's raw features show an NVIDIA GPU.
     """
     wanted: dict[str, str] = {}
     current = node_labels.get(GPU_PRESENT_LABEL)
-    if is_gpu_node(node_labels):
+    if is_gpu_node(node_labels, hardware):
         wanted[GPU_PRESENT_LABEL] = "true"
     elif current == "true":
         # The GPU is gone: flip, never delete (other operators select on the value).

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nfd._proto import labeler_pb2, v1alpha1_pb2
+from nfd.gpu.marking import GPU_HARDWARE_FEATURES, features_show_nvidia_gpu
 from nfd.labels import node_name_error
 from nfd.master.metrics import MasterMetrics
 from nfd.master.nodefeatures import NodeFeatureStore, NodeInput, merge_features_into
@@ -586,6 +587,7 @@ class Master:
             # state: removing then would take them off the node for a moment.
             allow_remove = allow_remove and rules_ok
         desired, rejected = build_desired(labels, self.policy, rule_output)
+        desired.gpu_hardware = shows_nvidia_gpu(features)
         for rej in rejected:
             self.metrics.count_rejection(rej.kind)
         self._log_rejections(node, st, rejected)
@@ -716,6 +718,19 @@ def _combine(
         out.CopyFrom(features)
     merge_features_into(out, nf.features)
     return out_labels, out
+
+
+def shows_nvidia_gpu(features: v1alpha1_pb2.Features | None) -> bool:
+    """The worker's raw PCI features show an NVIDIA GPU (input of GPU marking that
+    survives any ``deviceLabelFields``). Reads the message without copying it."""
+    if features is None:
+        return False
+    sets = {
+        name: [element.attributes for element in features.instances[name].elements]
+        for name in GPU_HARDWARE_FEATURES
+        if name in features.instances
+    }
+    return features_show_nvidia_gpu(sets)
 
 
 def _merge_items(old: WorkItem, new: WorkItem) -> WorkItem:

@@ -23,7 +23,8 @@ MAX_CONFLICT_RETRIES = 8
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
-GpuFn = Callable[[Mapping[str, str], set[str]], dict[str, str]]
+# (node labels, owned label names, raw features show an NVIDIA GPU) -> GPU labels.
+GpuFn = Callable[[Mapping[str, str], set[str], bool], dict[str, str]]
 
 
 def load_api_client(kubeconfig: str | None) -> Any:
@@ -103,10 +104,16 @@ def desired_with_gpu(
             if name not in desired.labels and not is_gpu_marking_label(name):
                 current.pop(name, None)
     current.update(desired.labels)
-    gpu = gpu_fn(current, set(owned.labels))
+    gpu = gpu_fn(current, set(owned.labels), desired.gpu_hardware)
     labels = dict(desired.labels)
     labels.update(gpu)
-    return Desired(labels, desired.annotations, desired.extended_resources, desired.taints)
+    return Desired(
+        labels,
+        desired.annotations,
+        desired.extended_resources,
+        desired.taints,
+        desired.gpu_hardware,
+    )
 
 
 class NodeUpdater:

@@ -77,6 +77,9 @@ class Desired:
     annotations: dict[str, str] = field(default_factory=dict)
     extended_resources: dict[str, str] = field(default_factory=dict)
     taints: list[Taint] = field(default_factory=list)
+    # Not written anywhere: the worker's raw features show an NVIDIA GPU, an input of
+    # the GPU marking stage that does not depend on the label names the worker chose.
+    gpu_hardware: bool = False
 
 
 @dataclass(frozen=True)

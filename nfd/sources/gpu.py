@@ -14,7 +14,9 @@ Features (only on a node that has an NVIDIA GPU; nothing at all otherwise):
 * ``gpu.machine`` attribute ``product_name`` (DMI), as GFD reads it.
 
 Labels carry GPU Feature Discovery's names (``nvidia.com/...``; keys with a ``/`` are
-kept as they are by the worker). GFD writes its labels through the local source, which
+kept as they are by the worker). ``gpu.family``, ``gpu.compute.*``, ``mig.capable``
+and ``gpu.memory`` come from the device-id table in ``nfd/gpu/arch.py``, only for ids
+it knows. GFD writes its labels through the local source, which
 has a higher priority, so on a node running GFD its NVML-based values win.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 
 from nfd.features import Features
+from nfd.gpu.arch import arch_labels
 from nfd.gpu.devices import (
     NVIDIA_VENDOR,
     gpu_mode,
@@ -130,10 +133,13 @@ def gpu_labels(features: Features) -> dict[str, str]:
         "nvidia.com/gpu.count": str(len(gpus)),
         "nvidia.com/gpu.mode": gpu_mode([g.get("class", "") for g in gpus]),
     }
-    # GFD names the model of its first device; we do the same, in PCI order.
-    product = next((p for g in gpus if (p := product_name(g))), None)
+    # GFD labels one device's model; ours is the first GPU in PCI order that has a
+    # name, and the architecture labels describe that same GPU.
+    reference = next((g for g in gpus if product_name(g)), gpus[0])
+    product = product_name(reference)
     if product:
         labels["nvidia.com/gpu.product"] = product
+    labels.update(arch_labels(reference.get("device"), [g.get("device") for g in gpus]))
     machine = features.attributes.get(MACHINE_FEATURE, {}).get("product_name", "")
     labels["nvidia.com/gpu.machine"] = sanitise_label_value(machine) or UNKNOWN_MACHINE
     driver = features.attributes.get(DRIVER_FEATURE)

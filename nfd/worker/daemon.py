@@ -261,6 +261,7 @@ class WorkerDaemon:
             )
         if self._metrics is not None:
             self._metrics.observe_discovery(self.node_name, elapsed, trigger)
+            self._metrics.label_count(self.node_name, len(result.labels))
         self.last_result = result
         current = (result.labels, result.features)
         if self._last is not None and self._last == current:

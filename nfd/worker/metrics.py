@@ -58,6 +58,12 @@ class WorkerMetrics:
             "Discovery passes whose labels or features differed from the previous pass",
             registry=self.registry,
         )
+        self.labels = Gauge(
+            "nfd_worker_labels",
+            "Labels in the worker's current label set (what it sends for its node)",
+            ["node"],
+            registry=self.registry,
+        )
         self.config_reload_failures = Counter(
             "nfd_worker_config_reload_failures_total",
             "Changed config files that were rejected (the previous config stayed in force)",
@@ -67,6 +73,9 @@ class WorkerMetrics:
     def observe_discovery(self, node: str, seconds: float, trigger: str) -> None:
         self.discovery_duration.labels(node=node).observe(seconds)
         self.rediscoveries.labels(trigger=trigger).inc()
+
+    def label_count(self, node: str, count: int) -> None:
+        self.labels.labels(node=node).set(count)
 
     def label_set_changed(self) -> None:
         self.label_set_changes.inc()

@@ -98,6 +98,7 @@ def test_prometheus_monitors_select_endpoints_that_serve_metrics(
         "--for=condition=Established",
         "crd/servicemonitors.monitoring.coreos.com",
         "crd/podmonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
         "--timeout=30s",
         check=True,
     )

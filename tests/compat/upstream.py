@@ -82,6 +82,18 @@ def current_source() -> Path:
     return path
 
 
+def current_binary(name: str) -> Path:
+    """Path of a cached upstream v0.19 binary: nfd-worker, nfd-master, kubectl-nfd."""
+    var = "NFD_UPSTREAM_CURRENT_" + name.upper().replace("-", "_")
+    path = Path(script_env()[var])
+    if not os.access(path, os.X_OK):
+        raise UpstreamMissing(
+            f"upstream {name} {script_env()['NFD_UPSTREAM_CURRENT']} is not built ({path}): "
+            f"{INSTALL_HINT}"
+        )
+    return path
+
+
 def current_deployment() -> Path:
     """deployment/ of :func:`current_source`."""
     return current_source() / "deployment"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -354,3 +355,45 @@ def test_openshift_scc_allows_exactly_the_worker_host_paths() -> None:
     # The master needs nothing special: OpenShift picks its UID.
     master_sc = pod_spec(find(objs, "Deployment", "nfd-master"))["securityContext"]
     assert "runAsUser" not in master_sc and master_sc["runAsNonRoot"] is True
+
+
+def test_prometheus_overlay_has_the_dashboard_and_the_alerts() -> None:
+    """The dashboard ConfigMap is one Grafana's sidecar picks up; the alerts cover what an
+    operator must hear about; the job names in the PromQL are the ones the monitors give
+    their targets (which PromQL names and labels the processes export: tests/e2e/
+    test_dashboard_metrics.py)."""
+    objs = objects("prometheus")
+    config_map = find(objs, "ConfigMap", "nfd-grafana-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == NAMESPACE
+    (text,) = config_map["data"].values()
+    dashboard = json.loads(text)
+    titles = {p["title"] for p in dashboard["panels"]}
+    for wanted in (
+        "Labels per node", "Node updates", "Errors", "Latency", "Rule evaluation",
+        "Flaps prevented",
+    ):  # fmt: skip
+        assert wanted in titles
+    assert all(p["targets"] and all(t["expr"] for t in p["targets"]) for p in dashboard["panels"])
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+    rule = find(objs, "PrometheusRule", "node-feature-discovery")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    for wanted in (
+        "NFDWorkerDown", "NFDWorkersSilent", "NFDRuleErrors", "NFDNodeUpdateAPIErrors",
+        "NFDLabelChurn",
+    ):  # fmt: skip
+        assert wanted in alerts
+    for alert in alerts.values():
+        assert alert["labels"]["severity"] in ("info", "warning", "critical")
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+
+    # The Prometheus Operator's job label: a ServiceMonitor's target gets its Service's
+    # name, a PodMonitor's "<namespace>/<name>".
+    service = find(objs, "Service", "nfd-master")["metadata"]["name"]
+    pods = find(objs, "PodMonitor", "nfd-worker")["metadata"]
+    jobs = {service, f"{pods['namespace']}/{pods['name']}"}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [a["expr"] for a in alerts.values()]
+    used_jobs = {job for expr in exprs for job in re.findall(r'job="([^"]*)"', expr)}
+    assert used_jobs == jobs

@@ -4,9 +4,9 @@ Helm chart (default and non-default values) and the TLS Secrets pass
 and the default overlay, applied for real, puts a worker pod on every node, GPU-tainted
 ones included.
 
-The Prometheus Operator's ServiceMonitor/PodMonitor and OpenShift's SecurityContextConstraints
-types do not exist on a plain kube-apiserver; minimal stand-in CRDs (tests/deploy/crds/) are
-installed first so those overlays can be dry-run too.
+The Prometheus Operator's ServiceMonitor/PodMonitor/PrometheusRule and OpenShift's
+SecurityContextConstraints types do not exist on a plain kube-apiserver; minimal stand-in
+CRDs (tests/deploy/crds/) are installed first so those overlays can be dry-run too.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def cluster(control_plane: ControlPlane) -> ControlPlane:
         "wait", "--for=condition=Established", "--timeout=60s",
         "crd/servicemonitors.monitoring.coreos.com",
         "crd/podmonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
         "crd/securitycontextconstraints.security.openshift.io",
         check=True,
     )  # fmt: skip

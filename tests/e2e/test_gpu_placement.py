@@ -132,21 +132,27 @@ class GpuCluster:
     namespace: str
     roots: dict[str, Path] = field(default_factory=dict)
 
-    def add_node(self, fixture: str, labels: dict[str, str] | None = None) -> str:
+    worker_configs: dict[str, str] = field(default_factory=dict)
+
+    def add_node(
+        self, fixture: str, labels: dict[str, str] | None = None, worker_config: str = ""
+    ) -> str:
         name = unique(fixture)
         root = self.workdir / name
         shutil.copytree(FIXTURES / fixture, root, symlinks=True)
         self.roots[name] = root
+        self.worker_configs[name] = worker_config
         self.plane.register_node(name, labels=labels)
         self.publish(name)
         return name
 
     def publish(self, node: str) -> None:
-        """One real nfd-worker run (--oneshot) for ``node`` against its host tree."""
+        """One real nfd-worker run (--oneshot) for ``node`` against its host tree, with
+        the node's worker configuration (empty unless ``add_node`` got one)."""
         empty = self.workdir / "empty"
         empty.mkdir(exist_ok=True)
-        config = self.workdir / "nfd-worker.conf"
-        config.touch()
+        config = self.workdir / f"nfd-worker-{node}.conf"
+        config.write_text(self.worker_configs.get(node, ""))
         result = subprocess.run(
             [
                 str(NFD_WORKER),
@@ -315,6 +321,47 @@ def test_removing_the_gpu_unmarks_the_node_and_deletes_its_driver_pod(
     # gpu.present stays "false" (never deleted) through later updates.
     cluster.publish(datacenter)
     assert cluster.labels(datacenter)[PRESENT] == "false"
+
+
+def test_other_device_label_fields_keep_the_gpu_nodes_marked(cluster: GpuCluster) -> None:
+    """gpu-operator #1469: a worker whose pci source emits other label names than the
+    operator's three (here class_device) still gets gpu.present=true from nfd-master,
+    which marks from the raw pci.device features too."""
+    conf = "sources:\n  pci:\n    deviceLabelFields: [class, device]\n"
+    datacenter = cluster.add_node("gpu-datacenter", worker_config=conf)
+    consumer = cluster.add_node("gpu-consumer", worker_config=conf)
+    cpu = cluster.add_node("cpu-only", worker_config=conf)
+    operator_labels = (PCI_3D, PCI_VGA, "feature.node.kubernetes.io/pci-10de.present")
+
+    dc_labels = cluster.wait_labels(datacenter, "marked as a GPU node", is_marked)
+    assert dc_labels["feature.node.kubernetes.io/pci-0302_2330.present"] == "true"
+    assert not any(key in dc_labels for key in operator_labels), dc_labels
+    assert dc_labels["nvidia.com/gpu.deploy.mig-manager"] == "true"
+    # The device-id table's labels, spelled as GFD, through the real worker and master.
+    assert dc_labels["nvidia.com/gpu.family"] == "hopper"
+    assert dc_labels["nvidia.com/gpu.compute.major"] == "9"
+    assert dc_labels["nvidia.com/gpu.memory"] == "81559"
+    assert dc_labels["nvidia.com/mig.capable"] == "true"
+    consumer_labels = cluster.wait_labels(consumer, "marked as a GPU node", is_marked)
+    assert consumer_labels["feature.node.kubernetes.io/pci-0300_2684.present"] == "true"
+    assert not any(key in consumer_labels for key in operator_labels), consumer_labels
+    assert consumer_labels["nvidia.com/mig.capable"] == "false"
+    assert "nvidia.com/gpu.deploy.mig-manager" not in consumer_labels
+    cpu_labels = cluster.wait_labels(
+        cpu, "feature labels", lambda ls: "feature.node.kubernetes.io/pci-0300_0536.present" in ls
+    )
+    assert not any(key.startswith("nvidia.com/") for key in cpu_labels), cpu_labels
+
+    cluster.apply_overlay_daemonset("driver-daemonset.yaml")
+    cluster.wait_pods(DRIVER_DS, [datacenter, consumer])
+
+    # Still marked after another report; unmarked once the hardware is gone.
+    cluster.publish(datacenter)
+    assert cluster.labels(datacenter)[PRESENT] == "true"
+    cluster.remove_gpus(datacenter)
+    cluster.publish(datacenter)
+    cluster.wait_labels(datacenter, "gpu.present=false", lambda ls: ls.get(PRESENT) == "false")
+    cluster.wait_pods(DRIVER_DS, [consumer])
 
 
 def test_users_driver_false_keeps_the_driver_away_through_every_update(

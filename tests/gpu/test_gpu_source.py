@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DATACENTER = FIXTURES / "gpu-datacenter"
 CONSUMER = FIXTURES / "gpu-consumer"
 CPU_ONLY = FIXTURES / "cpu-only"
+HOST_FULL = FIXTURES / "host-full"
 REPO = Path(__file__).resolve().parents[2]
 # The installed console script, next to the interpreter running the tests.
 NFD = str(Path(sys.executable).parent / "nfd")
@@ -51,6 +53,12 @@ def test_datacenter_node() -> None:
         "nvidia.com/gpu.count": "8",  # 8 PFs: 4 VFs, 4 NVSwitches, the ASPEED VGA left out
         "nvidia.com/gpu.mode": "compute",
         "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",  # the driver's Model: line
+        # From the device-id table (10de:2330, GH100 [H100 SXM5 80GB]), spelled as GFD.
+        "nvidia.com/gpu.family": "hopper",
+        "nvidia.com/gpu.compute.major": "9",
+        "nvidia.com/gpu.compute.minor": "0",
+        "nvidia.com/gpu.memory": "81559",
+        "nvidia.com/mig.capable": "true",
         "nvidia.com/gpu.machine": "DGX-H100",
         "nvidia.com/cuda.driver.major": "535",
         "nvidia.com/cuda.driver.minor": "129",
@@ -107,6 +115,11 @@ def test_consumer_node_without_driver_uses_pci_ids() -> None:
         "nvidia.com/gpu.count": "1",  # the audio function 10de:22ba (class 0403) is no GPU
         "nvidia.com/gpu.mode": "graphics",
         "nvidia.com/gpu.product": "AD102-GeForce-RTX-4090",
+        "nvidia.com/gpu.family": "ada-lovelace",
+        "nvidia.com/gpu.compute.major": "8",
+        "nvidia.com/gpu.compute.minor": "9",
+        # No gpu.memory: GDDR6X, NVML's total depends on the ECC mode.
+        "nvidia.com/mig.capable": "false",
         "nvidia.com/gpu.machine": "Z790-AORUS-ELITE-AX",
     }
     (gpu,) = features.instances["gpu.device"]
@@ -115,6 +128,34 @@ def test_consumer_node_without_driver_uses_pci_ids() -> None:
     assert gpu["numa_node"] == "-1"
     assert "model" not in gpu and "sriov_totalvfs" not in gpu
     assert "gpu.driver" not in features.attributes
+
+
+def test_host_full_node_a100_pcie_without_driver() -> None:
+    """tests/fixtures/host-full: one A100 PCIe 80GB (10de:20b5), no driver, no pci.ids."""
+    features, labels = run_source(HOST_FULL)
+    assert labels == {
+        "nvidia.com/gpu.count": "1",
+        "nvidia.com/gpu.mode": "compute",
+        "nvidia.com/gpu.family": "ampere",
+        "nvidia.com/gpu.compute.major": "8",
+        "nvidia.com/gpu.compute.minor": "0",
+        # No published NVML reading for the PCIe card: no gpu.memory rather than a guess.
+        "nvidia.com/mig.capable": "true",
+        "nvidia.com/gpu.machine": "SYS-120U-TNR",
+    }
+    (gpu,) = features.instances["gpu.device"]
+    assert gpu["device"] == "20b5"
+
+
+def test_shared_fixtures_have_no_nvidia_gpu() -> None:
+    """../shared/fixtures holds no NVIDIA function (checked, so a new tree is noticed)."""
+    shared = REPO.parent / "shared" / "fixtures"
+    if not shared.is_dir():
+        shared = Path("/work/shared/fixtures")
+    if not shared.is_dir():
+        pytest.skip("no shared fixtures on this machine")
+    vendors = [p for p in shared.rglob("vendor") if p.is_file()]
+    assert not [p for p in vendors if p.read_text(errors="replace").strip() == "0x10de"]
 
 
 def test_cpu_only_node_has_no_gpu_features_or_labels() -> None:
@@ -210,6 +251,51 @@ def test_mixed_models_label_the_first_gpu_and_unknown_mode() -> None:
     assert labels["nvidia.com/gpu.mode"] == "unknown"
     assert labels["nvidia.com/gpu.product"] == "AD102-GeForce-RTX-4090"
     assert labels["nvidia.com/gpu.count"] == "2"
+    # No device ids: the table cannot tell, so no architecture labels at all.
+    assert not any(k in labels for k in ("nvidia.com/gpu.family", "nvidia.com/mig.capable"))
+
+
+def test_mixed_models_describe_the_first_gpu_and_any_mig_capable() -> None:
+    features = Features()
+    features.add_instances(
+        "gpu.device",
+        [
+            {"address": "0000:01:00.0", "class": "0302", "device": "1eb8", "model": "Tesla T4"},
+            {"address": "0000:02:00.0", "class": "0302", "device": "2330", "model": "H100"},
+        ],
+    )
+    labels = gpu_labels(features)
+    assert labels["nvidia.com/gpu.product"] == "Tesla-T4"
+    assert labels["nvidia.com/gpu.family"] == "turing"
+    assert labels["nvidia.com/gpu.compute.major"] == "7"
+    assert labels["nvidia.com/gpu.compute.minor"] == "5"
+    assert "nvidia.com/gpu.memory" not in labels  # the T4's; not the H100's
+    assert labels["nvidia.com/mig.capable"] == "true"  # any GPU, as GFD
+
+
+def test_unnamed_first_gpu_defers_to_the_named_one() -> None:
+    features = Features()
+    features.add_instances(
+        "gpu.device",
+        [
+            {"address": "0000:01:00.0", "class": "0302", "device": "ffff"},
+            {"address": "0000:02:00.0", "class": "0302", "device": "20b0", "model": "A100"},
+        ],
+    )
+    labels = gpu_labels(features)
+    assert labels["nvidia.com/gpu.product"] == "A100"
+    assert labels["nvidia.com/gpu.memory"] == "40960"
+    # ffff is unknown: MIG capability of every GPU is not known to be false, but one is true.
+    assert labels["nvidia.com/mig.capable"] == "true"
+
+
+def test_unknown_device_gets_no_architecture_labels() -> None:
+    features = Features()
+    features.add_instances("gpu.device", [{"address": "0000:01:00.0", "device": "ffff"}])
+    labels = gpu_labels(features)
+    assert labels["nvidia.com/gpu.count"] == "1"
+    assert not [k for k in labels if k.split("/")[1].startswith(("gpu.family", "gpu.compute"))]
+    assert "nvidia.com/gpu.memory" not in labels and "nvidia.com/mig.capable" not in labels
 
 
 # ------------------------------------------------------------------ nfd export, end to end
@@ -222,7 +308,12 @@ def nfd_export(what: str, root: Path) -> dict:
         text=True,
         cwd=REPO,
         check=False,
-        env={"NODE_NAME": "fixture-node", "PATH": "/usr/bin:/bin"},
+        # PYTHONPATH passes through, so a worktree's checkout is what runs.
+        env={
+            "NODE_NAME": "fixture-node",
+            "PATH": "/usr/bin:/bin",
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+        },
     )
     assert result.returncode == 0, result.stderr
     data: dict = json.loads(result.stdout)
@@ -234,6 +325,8 @@ def test_nfd_export_labels_on_the_datacenter_fixture() -> None:
     assert labels["feature.node.kubernetes.io/pci-0302_10de.present"] == "true"
     assert labels["nvidia.com/gpu.count"] == "8"
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert labels["nvidia.com/gpu.family"] == "hopper"
+    assert labels["nvidia.com/gpu.memory"] == "81559"
     features = nfd_export("features", DATACENTER)
     instances = features["instances"]["gpu.device"]["elements"]
     assert len(instances) == 8
@@ -244,6 +337,12 @@ def test_nfd_export_labels_on_the_other_fixtures() -> None:
     consumer = nfd_export("labels", CONSUMER)
     assert consumer["feature.node.kubernetes.io/pci-0300_10de.present"] == "true"
     assert consumer["nvidia.com/gpu.product"] == "AD102-GeForce-RTX-4090"
+    assert consumer["nvidia.com/gpu.family"] == "ada-lovelace"
+    assert consumer["nvidia.com/mig.capable"] == "false"
+    host_full = nfd_export("labels", HOST_FULL)
+    assert host_full["feature.node.kubernetes.io/pci-0302_10de.present"] == "true"
+    assert host_full["nvidia.com/gpu.family"] == "ampere"
+    assert "nvidia.com/gpu.memory" not in host_full
     cpu = nfd_export("labels", CPU_ONLY)
     assert not any("10de" in k or k.startswith("nvidia.com/") for k in cpu)
 

@@ -16,6 +16,7 @@ from nfd.gpu.marking import (
     GPU_PRESENT_LABEL,
     compute_gpu_labels,
     deploy_label,
+    features_show_nvidia_gpu,
     is_gpu_node,
     is_mig_capable,
 )
@@ -312,3 +313,44 @@ def test_properties(labels: dict[str, str], owned: set[str]) -> None:
     # Applying the result is a fixed point.
     node, now_owned = apply_like_master(dict(labels), owned, wanted)
     assert compute_gpu_labels(node, now_owned) == wanted
+
+
+# ------------------------------------------------------------------ raw PCI features decide too
+
+PCI_H100 = {"class": "0302", "vendor": "10de", "device": "2330"}
+PCI_4090 = {"class": "0300", "vendor": "10de", "device": "2684"}
+
+
+@pytest.mark.parametrize(
+    ("instances", "expected"),
+    [
+        ({"pci.device": [PCI_H100]}, True),
+        ({"pci.device": [PCI_4090]}, True),
+        ({"gpu.device": [{"address": "0000:01:00.0", **PCI_4090}]}, True),
+        ({"pci.device": [{"class": "0403", "vendor": "10de", "device": "22ba"}]}, False),
+        ({"pci.device": [{"class": "0680", "vendor": "10de", "device": "22a3"}]}, False),
+        ({"pci.device": [{"class": "0300", "vendor": "1a03", "device": "2000"}]}, False),
+        ({"pci.device": [{"class": "0380", "vendor": "10de"}]}, False),
+        ({"pci.device": [{"vendor": "10de"}]}, False),  # no class: not a GPU
+        ({"usb.device": [PCI_H100]}, False),  # only the PCI feature sets count
+        ({}, False),
+    ],
+)
+def test_features_show_nvidia_gpu(instances: dict, expected: bool) -> None:
+    assert features_show_nvidia_gpu(instances) is expected
+
+
+def test_hardware_marks_a_node_whatever_the_label_names() -> None:
+    # deviceLabelFields [class, device]: pci-0302_2330.present, none of the operator's three.
+    labels = {"feature.node.kubernetes.io/pci-0302_2330.present": "true"}
+    assert compute_gpu_labels(labels, set()) == {}
+    wanted = compute_gpu_labels(labels, set(), hardware=True)
+    assert wanted[GPU_PRESENT_LABEL] == "true"
+    assert wanted[deploy_label("driver")] == "true"
+    # The operator's labels still decide as before when they are there.
+    operator = {"feature.node.kubernetes.io/pci-10de.present": "true"}
+    assert compute_gpu_labels(operator, set(), hardware=False)[GPU_PRESENT_LABEL] == "true"
+    assert compute_gpu_labels(operator, set(), hardware=True) == compute_gpu_labels(operator, set())
+    # GPU gone from both labels and hardware: flipped to "false", as before.
+    gone = compute_gpu_labels({GPU_PRESENT_LABEL: "true"}, {GPU_PRESENT_LABEL}, hardware=False)
+    assert gone == {GPU_PRESENT_LABEL: "false"}

@@ -211,3 +211,21 @@ def test_malloc_trim_is_found_on_glibc() -> None:
         pytest.skip("not glibc")
     trim: Any = core._malloc_trim()
     assert trim is not None and trim(0) in (0, 1)
+
+
+def test_raw_pci_features_reach_gpu_marking_whatever_the_labels() -> None:
+    """Raw PCI features of an NVIDIA GPU set the marking stage's hardware input, so a
+    worker's deviceLabelFields cannot hide the GPU (gpu-operator #1469)."""
+    applied, apply = recorder()
+    m = Master(PolicyConfig(), apply)
+    gpu = Features()
+    gpu.add_instances("pci.device", [{"class": "0302", "vendor": "10de", "device": "2330"}])
+    other = Features()
+    other.add_instances("pci.device", [{"class": "0403", "vendor": "10de", "device": "22ba"}])
+    m.handle_update("gpu-node", {"pci-0302_2330.present": "true"}, features_to_proto(gpu))
+    m.handle_update("audio-node", {}, features_to_proto(other))
+    m.handle_update("bare-node", {}, None)
+    wait(lambda: len(applied) == 3)
+    hardware = {node: item.desired.gpu_hardware for node, item in applied}
+    assert hardware == {"gpu-node": True, "audio-node": False, "bare-node": False}
+    m.stop()

@@ -110,7 +110,8 @@ def test_gpu_stage_sees_merged_labels() -> None:
     fake.add("n", {"nvidia.com/gpu.deploy.driver": "false"})
     seen: list[dict[str, str]] = []
 
-    def gpu(labels: Any, owned: set[str]) -> dict[str, str]:
+    def gpu(labels: Any, owned: set[str], hardware: bool) -> dict[str, str]:
+        assert hardware is False  # no raw features in these updates
         seen.append(dict(labels))
         return {"nvidia.com/gpu.present": "true"} if labels.get(f"{FNK}/pci-10de.present") else {}
 

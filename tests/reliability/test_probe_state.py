@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 # RSS the master may keep above its baseline once a flood is over (allocator slack).
 RSS_BOUND_MB = 32
 SETTLE_S = 20  # how long RSS may take to come back (malloc_trim runs within ~1 s)
+STEADY_S = 4  # no new low for this long: what is left is allocator slack, not state
 STATES = "nfd_master_node_states"
 
 
@@ -54,11 +55,15 @@ class Rss:
 
 
 def settle(rss: Rss, baseline: float) -> float:
-    """RSS once it is back within the bound (or the last value after SETTLE_S)."""
+    """RSS once it is back within the bound, or once it has stopped falling (no new low
+    by 1 MB for STEADY_S), or the last value after SETTLE_S."""
     deadline = time.monotonic() + SETTLE_S
+    low, low_at = rss.now_mb(), time.monotonic()
     while True:
-        now = rss.now_mb()
-        if now <= baseline + RSS_BOUND_MB or time.monotonic() > deadline:
+        now, at = rss.now_mb(), time.monotonic()
+        if now < low - 1.0:
+            low, low_at = now, at
+        if now <= baseline + RSS_BOUND_MB or at - low_at > STEADY_S or at > deadline:
             return now
         time.sleep(0.5)
 

@@ -362,7 +362,7 @@ def test_metrics_and_healthz(config_file: Path) -> None:
     port = free_port()
     args = ["--no-publish", "--metrics", str(port), "--config", str(config_file)]
     with running_worker([*args, "--label-sources", "system"]) as worker:
-        worker.wait_first()
+        first = worker.wait_first()
         base = f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
             assert response.status == 200
@@ -373,6 +373,7 @@ def test_metrics_and_healthz(config_file: Path) -> None:
             'nfd_worker_feature_discovery_duration_seconds_count{node="nfd-test-node"} 1.0' in text
         )
         assert 'nfd_worker_rediscoveries_total{trigger="initial"} 1.0' in text
+        assert f'nfd_worker_labels{{node="nfd-test-node"}} {float(len(first.labels))}' in text
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{base}/nothing", timeout=5)
         assert err.value.code == 404
