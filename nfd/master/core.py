@@ -702,19 +702,6 @@ class Master:
             self.queue.stop()
 
 
-def shows_nvidia_gpu(features: v1alpha1_pb2.Features | None) -> bool:
-    """The worker's raw PCI features show an NVIDIA GPU (input of GPU marking that
-    survives any ``deviceLabelFields``). Reads the message without copying it."""
-    if features is None:
-        return False
-    sets = {
-        name: [element.attributes for element in features.instances[name].elements]
-        for name in GPU_HARDWARE_FEATURES
-        if name in features.instances
-    }
-    return features_show_nvidia_gpu(sets)
-
-
 def _combine(
     labels: Mapping[str, str],
     features: v1alpha1_pb2.Features | None,
@@ -731,6 +718,19 @@ def _combine(
         out.CopyFrom(features)
     merge_features_into(out, nf.features)
     return out_labels, out
+
+
+def shows_nvidia_gpu(features: v1alpha1_pb2.Features | None) -> bool:
+    """The worker's raw PCI features show an NVIDIA GPU (input of GPU marking that
+    survives any ``deviceLabelFields``). Reads the message without copying it."""
+    if features is None:
+        return False
+    sets = {
+        name: [element.attributes for element in features.instances[name].elements]
+        for name in GPU_HARDWARE_FEATURES
+        if name in features.instances
+    }
+    return features_show_nvidia_gpu(sets)
 
 
 def _merge_items(old: WorkItem, new: WorkItem) -> WorkItem:

@@ -392,3 +392,29 @@ def test_feature_gate_off_means_no_nodefeature_input(harness: Harness, namespace
     assert exists(plane, namespace, f"nf-{ghost}")
     delete(plane, namespace, f"nf-{ghost}")
     delete(plane, namespace, f"nf-{node}")
+
+
+def test_gpu_marking_from_an_upstream_workers_nodefeature(harness: Harness, namespace: str) -> None:
+    """An upstream v0.19 worker's object (in the NFD namespace, named after the node) with an
+    NVIDIA PCI device: GPU marking works on this input as on a gRPC update."""
+    plane = harness.plane
+    node = register(harness, "nf-gpu")
+    harness.master(f"--namespace={namespace}")
+    features = {
+        "instances": {
+            "pci.device": {
+                "elements": [{"attributes": {"vendor": "10de", "class": "0302", "device": "2330"}}]
+            }
+        }
+    }
+    labels = {"pci-10de.present": "true"}
+    create(plane, nodefeature(namespace, node, node, labels, features))
+    got = harness.wait_labels(node, lambda lb: "nvidia.com/gpu.present" in lb, "GPU marking")
+    assert got["nvidia.com/gpu.present"] == "true"
+    assert got[f"{FNK}/pci-10de.present"] == "true"
+    delete(plane, namespace, node)
+    # The GPU gone: gpu.present flipped to "false", never deleted (docs/gpu.md).
+    got = harness.wait_labels(
+        node, lambda lb: lb.get("nvidia.com/gpu.present") == "false", "marking flipped"
+    )
+    assert f"{FNK}/pci-10de.present" not in got
