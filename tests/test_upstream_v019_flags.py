@@ -258,7 +258,9 @@ def test_every_master_config_key_is_known() -> None:
     )
     # Not enforced yet: each one set away from its default says so, naming itself.
     unenforced = [w for w in config.warnings if "not enforced" in w]
-    assert len(unenforced) == 5  # allowOverwrite: true is the default
+    # allowOverwrite: true is the default; denyNodeFeatureLabels is enforced (NodeFeatures).
+    assert len(unenforced) == 4
+    assert not [w for w in unenforced if "denyNodeFeatureLabels" in w]
     assert parse_master_config("restrictions: {allowOverwrite: true}\n", "m").warnings == ()
 
 
@@ -336,11 +338,23 @@ core:
     assert config.core.no_publish_features == ["pci.device", "usb.*"]
     args = worker_cli.parse_args([])
     moot = worker_cli.upstream_flag_warnings(args, config)
+    # core.noPublish: true, so nothing is published and the NodeFeature keys are moot.
     assert {w.split(":")[0] for w in moot} == {
         "core.ownerRefs",
         "core.noOwnerRefs",
         "core.noPublishFeatures",
+        "core.noOwnerRefs / -no-owner-refs are deprecated",
     }
+    # Publishing a NodeFeature object (v0.19's command line), they all mean something.
+    publishing = parse_config_text(text.replace("noPublish: true", "noPublish: false"), "w")
+    assert worker_cli.upstream_flag_warnings(args, publishing) == [
+        "core.noOwnerRefs / -no-owner-refs are deprecated: use 'core.ownerRefs: []' "
+        "or '-owner-refs='"
+    ]
+    # In gRPC mode (--server given), they are moot again.
+    grpc_args = worker_cli.parse_args(["-server=m:8080"])
+    moot = worker_cli.upstream_flag_warnings(grpc_args, publishing)
+    assert "core.noPublishFeatures" in {w.split(":")[0] for w in moot}
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,12 @@ Modes:
   master could not be reached or refused the labels.
 - ``--no-publish``: run, and print every new label set as one JSON object per
   line, so the worker's reactions to events can be watched without a cluster.
-- default: run and keep the master up to date over one long-lived stream.
+- default: run and keep the master up to date: over one long-lived gRPC stream, or
+  through this node's NodeFeature object (see :func:`publish_mode`).
 
-Flags follow upstream v0.14–v0.16 (the gRPC era); upstream v0.19's are accepted too
-(``-port``, ``-kubeconfig``, ``-owner-refs``, ``-no-publish-features``, ``-feature-gates``,
-klog's): those about the NodeFeature object warn that this worker does not publish one.
+Flags follow upstream v0.14–v0.16 (the gRPC era) and v0.19 (``-port``, ``-kubeconfig``,
+``-owner-refs``, ``-no-publish-features``, ``-feature-gates``, klog's). The Kubernetes
+client is imported only in NodeFeature mode (``nfd.worker.nodefeature``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from nfd.cli.common import (
     node_name,
     setup_logging,
 )
-from nfd.cli.flags import FlagParser
+from nfd.cli.flags import FlagParser, go_bool
 from nfd.cli.upstream_flags import (
     FeatureGateError,
     add_feature_gates,
@@ -108,9 +109,14 @@ def build_parser() -> FlagParser:
     parser.add_argument(
         "--grpc-health", type=int, default=None, help="v0.16's gRPC health port: ignored"
     )
-    parser.add_bool(
+    parser.add_argument(
         "--enable-nodefeature-api",
-        help="v0.16: publish a NodeFeature object instead of gRPC (not implemented: warns)",
+        nargs="?",
+        const=True,
+        default=None,
+        type=go_bool,
+        metavar="BOOL",
+        help="v0.16: publish a NodeFeature object (=false: gRPC to --server)",
     )
     # Upstream v0.19: the NodeFeature object this worker would publish.
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig for NodeFeature mode")
@@ -152,6 +158,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             break
     else:
         args.metrics = DEFAULT_METRICS_PORT if grpc_era else DEFAULT_V019_PORT
+    args.server_given = bool(args.server)
     args.server = args.server or DEFAULT_SERVER
     if args.owner_refs is not None:
         try:
@@ -164,38 +171,79 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.no_publish_features = [
             v.strip() for v in args.no_publish_features.split(",") if v.strip()
         ]
+    args.nodefeature_gate_given = _gate_given(args.feature_gates, "NodeFeatureAPI")
     try:
         args.feature_gates = parse_feature_gates(args.feature_gates)
     except FeatureGateError as err:
         parser.error(str(err))
+    args.grpc_era = grpc_era
     return args
+
+
+def _gate_given(values: list[str] | None, gate: str) -> bool:
+    return any(
+        item.partition("=")[0].strip() == gate for v in values or [] for item in v.split(",")
+    )
+
+
+GRPC, NODEFEATURE = "grpc", "nodefeature"
+
+
+def publish_mode(args: argparse.Namespace) -> str:
+    """How a publishing worker publishes: ``grpc`` or ``nodefeature``.
+
+    1. ``-feature-gates NodeFeatureAPI=false`` or ``-enable-nodefeature-api=false``: gRPC
+       (v0.16's switches to it);
+    2. ``-feature-gates NodeFeatureAPI=true`` or ``-enable-nodefeature-api[=true]``:
+       NodeFeature;
+    3. else a gRPC-era flag (``--server``, TLS files, ``--metrics``, ``--grpc-health``):
+       gRPC, as this worker always did (our manifests pass ``--server``);
+    4. else (upstream v0.19's command line, e.g. its DaemonSet's bare ``nfd-worker``):
+       NodeFeature, v0.19's only mode. The same rule picks the ``-port`` meaning.
+    """
+    gate = args.feature_gates["NodeFeatureAPI"]
+    if (args.nodefeature_gate_given and not gate) or args.enable_nodefeature_api is False:
+        return GRPC
+    if args.nodefeature_gate_given or args.enable_nodefeature_api:
+        return NODEFEATURE
+    if args.grpc_era or args.grpc_health is not None:
+        return GRPC
+    return NODEFEATURE
 
 
 def upstream_flag_warnings(args: argparse.Namespace, config: WorkerConfig) -> list[str]:
     """One line for each v0.16/v0.19 option given that means nothing to this worker.
 
-    NodeFeature options: this worker sends its labels and features to nfd-master over
-    gRPC and publishes no NodeFeature object, so its owners, contents and API access are
-    moot.
+    In gRPC mode the NodeFeature object's options (owners, contents, API access) are
+    moot; in NodeFeature mode the gRPC ones (``--server``, TLS) are.
     """
-    moot = "applies to the NodeFeature object, which this nfd-worker does not publish "
-    moot += "(it sends to --server over gRPC); ignored"
     out = []
-    for flag, value in (
-        ("kubeconfig", args.kubeconfig),
-        ("owner-refs", args.owner_refs),
-        ("no-owner-refs", args.no_owner_refs or None),
-        ("no-publish-features", args.no_publish_features),
-    ):
-        if value is not None:
-            out.append(f"--{flag}: {moot}")
-    for key in ("ownerRefs", "noOwnerRefs", "noPublishFeatures"):
-        if key in config.core.given:
-            out.append(f"core.{key}: {moot}")
-    if args.enable_nodefeature_api:
+    publishing = not (args.no_publish or config.core.no_publish)
+    if publish_mode(args) == GRPC or not publishing:
+        why = "gRPC to --server" if publishing else "--no-publish"
+        moot = "applies to the NodeFeature object, which this nfd-worker does not publish "
+        moot += f"({why}); ignored"
+        for flag, value in (
+            ("kubeconfig", args.kubeconfig),
+            ("owner-refs", args.owner_refs),
+            ("no-owner-refs", args.no_owner_refs or None),
+            ("no-publish-features", args.no_publish_features),
+        ):
+            if value is not None:
+                out.append(f"--{flag}: {moot}")
+        for key in ("ownerRefs", "noOwnerRefs", "noPublishFeatures"):
+            if key in config.core.given:
+                out.append(f"core.{key}: {moot}")
+    if publish_mode(args) == NODEFEATURE:
+        for flag in GRPC_ERA_FLAGS:
+            given = args.server_given if flag == "server" else getattr(args, flag)
+            if given not in (None, "", False):
+                name = flag.replace("_", "-")
+                out.append(f"--{name}: NodeFeature mode publishes no gRPC; ignored")
+    if args.no_owner_refs or "noOwnerRefs" in config.core.given:
         out.append(
-            "--enable-nodefeature-api=true: NodeFeature publishing is not implemented by "
-            "this nfd-worker; it publishes over gRPC to --server"
+            "core.noOwnerRefs / -no-owner-refs are deprecated: use 'core.ownerRefs: []' "
+            "or '-owner-refs='"
         )
     if args.grpc_health is not None:
         out.append(f"--grpc-health={args.grpc_health}: this worker serves no gRPC; ignored")
@@ -286,7 +334,26 @@ def _tls_error(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _make_publisher(args: argparse.Namespace, node: str) -> Any:
+def nodefeature_options(args: argparse.Namespace, config: WorkerConfig) -> dict[str, Any]:
+    """Owners and unpublished feature keys: flags over the config file, as upstream;
+    ``noOwnerRefs`` (deprecated, flag or config) means no owners at all."""
+    owners = config.core.owner_refs if args.owner_refs is None else args.owner_refs
+    if args.no_owner_refs or config.core.no_owner_refs:
+        owners = []
+    hidden = args.no_publish_features
+    if hidden is None:
+        hidden = config.core.no_publish_features
+    return {"owner_refs": list(owners), "no_publish_features": list(hidden)}
+
+
+def _make_publisher(args: argparse.Namespace, node: str, config: WorkerConfig) -> Any:
+    if publish_mode(args) == NODEFEATURE:
+        # The only place the worker loads the Kubernetes client (NodeFeature mode).
+        from nfd.worker.nodefeature import NodeFeaturePublisher
+
+        return NodeFeaturePublisher(
+            node, kubeconfig=args.kubeconfig, **nodefeature_options(args, config)
+        )
     # Imported here so that --no-publish needs nothing of the gRPC side.
     from nfd.worker.publish import Publisher
 
@@ -308,17 +375,20 @@ def _oneshot(args: argparse.Namespace, config: WorkerConfig, node: str, no_publi
         sys.stdout.write(text)
         sys.stdout.flush()
         return 0
-    from nfd.worker.publish import PublishError
-
-    publisher = _make_publisher(args, node)
+    target = args.server if publish_mode(args) == GRPC else "its NodeFeature object"
+    try:
+        publisher = _make_publisher(args, node, config)
+    except RuntimeError as err:  # PublishError, NodeFeatureError: bad setup
+        log.error("%s", err)
+        return 2
     try:
         publisher.publish_once(result.labels, result.features, timeout=ONESHOT_PUBLISH_TIMEOUT)
-    except PublishError as err:
-        log.error("publishing %d labels to %s failed: %s", len(result.labels), args.server, err)
+    except RuntimeError as err:
+        log.error("publishing %d labels to %s failed: %s", len(result.labels), target, err)
         return 1
     finally:
         publisher.close()
-    log.info("published %d labels to %s", len(result.labels), args.server)
+    log.info("published %d labels to %s", len(result.labels), target)
     return 0
 
 
@@ -346,7 +416,14 @@ def _run(args: argparse.Namespace, config: WorkerConfig, node: str, no_publish: 
     if no_publish:
         emit = LabelPrinter(sys.stdout, stop)
     else:
-        publisher = _make_publisher(args, node)
+        try:
+            publisher = _make_publisher(args, node, config)
+        except RuntimeError as err:  # PublishError, NodeFeatureError: bad setup
+            log.error("%s", err)
+            if server is not None:
+                server.server_close()
+            return 2
+        log.info("publishing mode: %s", publish_mode(args))
         publisher.start()
         pub = publisher
 

@@ -44,7 +44,9 @@ RESTRICTION_DEFAULTS: dict[str, bool] = {
 }
 # The restrictions this master does not enforce yet: set to anything but the default, each
 # gets a warning at load. Whoever implements one removes it from here.
-UNENFORCED_RESTRICTIONS = frozenset({*RESTRICTION_DEFAULTS, "nodeFeatureNamespaceSelector"})
+UNENFORCED_RESTRICTIONS = frozenset(
+    {*RESTRICTION_DEFAULTS, "nodeFeatureNamespaceSelector"} - {"denyNodeFeatureLabels"}
+)
 _SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 

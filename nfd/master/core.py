@@ -30,7 +30,8 @@ from nfd._proto import labeler_pb2, v1alpha1_pb2
 from nfd.gpu.marking import GPU_HARDWARE_FEATURES, features_show_nvidia_gpu
 from nfd.labels import node_name_error
 from nfd.master.metrics import MasterMetrics
-from nfd.master.policy import Desired, PolicyConfig, Rejection, build_desired
+from nfd.master.nodefeatures import NodeFeatureStore, NodeInput, merge_features_into
+from nfd.master.policy import Desired, PolicyConfig, Rejection, auto_prefix, build_desired
 from nfd.master.queue import NodeGone, NodeQueue, Permanent
 from nfd.wire import MAX_LABELS, features_from_proto
 
@@ -41,6 +42,9 @@ log = logging.getLogger("nfd-master")
 # master cannot tell made-up names from real ones: it keeps at most this many nodes,
 # forgetting the oldest first.
 MAX_UNTRACKED_NODES = 10_000
+# Updates of one node are computed one at a time (a worker's update and a NodeFeature
+# change racing could otherwise queue the older input last); nodes share these locks.
+NODE_LOCK_STRIPES = 64
 
 
 class InvalidUpdate(ValueError):
@@ -261,6 +265,10 @@ class Master:
         self._rules_generation = 0
         self._rule_reports: dict[tuple[str, str], _RuleReport] = {}
         self._trimmer = _MemoryTrimmer()
+        self._node_locks = [threading.RLock() for _ in range(NODE_LOCK_STRIPES)]
+        # NodeFeature objects (the CLI's NodeFeatureWatcher fills it): merged into every
+        # node's input after the node's gRPC worker state (docs/compatibility.md).
+        self.node_features: NodeFeatureStore | None = None
         self.queue: NodeQueue[WorkItem] | None = None
         if apply is not None:
             self.queue = NodeQueue(
@@ -303,10 +311,82 @@ class Master:
 
     def _reevaluate(self, nodes: list[tuple[str, _NodeState]]) -> None:
         for name, st in nodes:
-            if not st.blob:
+            with self._node_lock(name):
+                nf = self._node_input(name)
+                if not st.blob and nf is None:
+                    continue
+                labels: Mapping[str, str] = {}
+                features: v1alpha1_pb2.Features | None = None
+                if st.blob:
+                    req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
+                    labels, features = dict(req.labels), req.features
+                labels, features = _combine(labels, features, nf)
+                # A node fed only by NodeFeature objects always has its complete input.
+                allow = st.fresh if st.blob else True
+                self._process(name, labels, features, st, allow_remove=allow)
+
+    # -- NodeFeature objects ---------------------------------------------------------
+
+    def _node_lock(self, node: str) -> threading.RLock:
+        return self._node_locks[hash(node) % NODE_LOCK_STRIPES]
+
+    def _node_input(self, node: str) -> NodeInput | None:
+        store = self.node_features
+        return store.merged(node) if store is not None else None
+
+    def _node_features_complete(self) -> bool:
+        store = self.node_features
+        return store is None or store.synced.is_set()
+
+    def node_features_changed(self, nodes: Iterable[str]) -> None:
+        """NodeFeature objects of ``nodes`` were created, changed or deleted."""
+        for node in sorted(nodes):
+            why = node_name_error(node)
+            if why is not None:
+                log.error("NodeFeature objects name node %r: %s (ignored)", node[:256], why)
                 continue
-            req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
-            self._process(name, dict(req.labels), req.features, st, allow_remove=st.fresh)
+            self._apply_node_features(node)
+
+    def node_features_synced(self, nodes: Iterable[str], first: bool) -> None:
+        """A NodeFeature (re)list completed. After the first one every node is evaluated
+        again: until then no label could be removed (objects not yet listed)."""
+        # A list's pages (tens of MB of JSON) are garbage now: give the heap back.
+        self._trimmer.note()
+        if not first:
+            self.node_features_changed(nodes)
+            return
+        with self._lock:
+            states = list(self._nodes.items())
+        log.info("NodeFeature objects listed: evaluating %d nodes", len(states))
+        self._reevaluate(states)
+        self.node_features_changed(set(nodes) - {name for name, _ in states})
+
+    def _apply_node_features(self, node: str) -> None:
+        with self._node_lock(node):
+            with self._lock:
+                if self._known is not None and node not in self._known:
+                    return  # no such Node: nothing to label (its objects are garbage)
+                st = self._nodes.get(node)
+            nf = self._node_input(node)
+            if st is None and nf is None:
+                return
+            labels: Mapping[str, str] = {}
+            features: v1alpha1_pb2.Features | None = None
+            if st is not None and st.blob:
+                req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
+                labels, features = dict(req.labels), req.features
+            labels, features = _combine(labels, features, nf)
+            if st is None:
+                with self._lock:
+                    st = self._state(node)
+            # The worker's last complete state (if any) is part of the input, so only
+            # what NodeFeature objects or rules no longer give can go.
+            self._process(node, labels, features, st, allow_remove=True)
+            if nf is None and not st.blob:
+                with self._lock:
+                    if self._nodes.get(node) is st:
+                        del self._nodes[node]
+                        self.metrics.node_states.set(len(self._nodes))
 
     def resync(self) -> None:
         """Re-evaluate and re-apply every node from its cached state (--resync-period):
@@ -328,11 +408,24 @@ class Master:
                 self.queue.discard(name)
         if gone:
             log.info("dropped the state of %d nodes that have no Node object", len(gone))
+        store = self.node_features
+        if store is not None:
+            with self._lock:
+                waiting = [n for n in store.nodes() if n in self._known and n not in self._nodes]
+            self.node_features_changed(waiting)
+
+    def known_nodes(self) -> set[str] | None:
+        """The Nodes that exist, or None before the first Node list."""
+        with self._lock:
+            return None if self._known is None else set(self._known)
 
     def node_added(self, name: str) -> None:
         with self._lock:
             if self._known is not None:
                 self._known.add(name)
+        store = self.node_features
+        if store is not None and store.has(name):
+            self.node_features_changed([name])
 
     def node_deleted(self, name: str) -> None:
         with self._lock:
@@ -461,13 +554,15 @@ class Master:
                 ),
                 large=True,
             )
-        with self._lock:
-            st = self._state(node)
-            if full:
-                st.fresh = True
-        return self._process(
-            node, labels, features, st, allow_remove=st.fresh, digest=digest, blob=blob
-        )
+        with self._node_lock(node):
+            with self._lock:
+                st = self._state(node)
+                if full:
+                    st.fresh = True
+            labels, features = _combine(labels, features, self._node_input(node))
+            return self._process(
+                node, labels, features, st, allow_remove=st.fresh, digest=digest, blob=blob
+            )
 
     def _process(
         self,
@@ -483,6 +578,8 @@ class Master:
         with self._lock:
             rules, generation = self._rules, self._rules_generation
             allow_remove = allow_remove and self.rules_listed
+        # Until every NodeFeature object is listed, a node's input may lack some.
+        allow_remove = allow_remove and self._node_features_complete()
         rule_output = None
         if rules:
             rule_output, rules_ok = self._run_rules(node, rules, features)
@@ -603,6 +700,24 @@ class Master:
     def stop(self) -> None:
         if self.queue is not None:
             self.queue.stop()
+
+
+def _combine(
+    labels: Mapping[str, str],
+    features: v1alpha1_pb2.Features | None,
+    nf: NodeInput | None,
+) -> tuple[Mapping[str, str], v1alpha1_pb2.Features | None]:
+    """A worker's update with the node's NodeFeature objects merged after it, as if it
+    were the first object in upstream's merge order: NodeFeature objects win conflicts."""
+    if nf is None:
+        return labels, features
+    out_labels = {auto_prefix(k): v for k, v in labels.items()}
+    out_labels.update(nf.labels)
+    out = v1alpha1_pb2.Features()
+    if features is not None:
+        out.CopyFrom(features)
+    merge_features_into(out, nf.features)
+    return out_labels, out
 
 
 def shows_nvidia_gpu(features: v1alpha1_pb2.Features | None) -> bool:

@@ -98,14 +98,51 @@ def _serve(
         wait_for_rules=api_client is not None and bool(args.crd_controller),
     )
     node_watch = None
+    nf_watch = gc = None
+    if api_client is not None and nodefeature_api_enabled(args):
+        from nfd.master.nodefeatures import NodeFeatureStore, NodeFeatureWatcher
+
+        store = NodeFeatureStore(
+            _namespace(args.namespace),
+            lambda node, labels, feats: master.budget.check(node, labels, feats),
+            deny_third_party_labels=running.restrictions.deny_node_feature_labels,
+        )
+        master.node_features = store
+        nf_watch = NodeFeatureWatcher(
+            api_client,
+            store,
+            master.node_features_changed,
+            master.node_features_synced,
+            page_size=_page_size(args, running),
+        )
     if api_client is not None:
         from nfd.master.kube import NodeWatcher
 
+        on_deleted = master.node_deleted
+        if nf_watch is not None and not args.no_publish:
+            from nfd.master.nodefeatures import NodeFeatureGC
+
+            gc = NodeFeatureGC(
+                api_client,
+                nf_watch.store,
+                master.known_nodes,
+                lambda: master.serving(),
+                on_deleted=metrics.gc_deleted.labels("NodeFeature").inc,
+                on_error=metrics.gc_delete_failures.labels("NodeFeature").inc,
+            )
+            collector = gc
+
+            def on_deleted(name: str) -> None:
+                master.node_deleted(name)
+                collector.node_deleted(name)
+
         # State only for Nodes that exist: made-up names keep nothing, deleted ones go.
-        node_watch = NodeWatcher(
-            api_client, master.set_known_nodes, master.node_added, master.node_deleted
-        )
+        node_watch = NodeWatcher(api_client, master.set_known_nodes, master.node_added, on_deleted)
         node_watch.start()
+        if nf_watch is not None:
+            nf_watch.start()
+        if gc is not None:
+            gc.start()
     config_watch = None
     if args.config:
         reload = ConfigReloader(
@@ -170,6 +207,7 @@ def _serve(
             started.is_set()
             and (watcher is None or watcher.synced.is_set())
             and (node_watch is None or node_watch.synced.is_set())
+            and (nf_watch is None or nf_watch.store.synced.is_set())
             and master.serving()
         ),
         health=health,
@@ -227,7 +265,32 @@ def _serve(
         watcher.stop()
     if node_watch:
         node_watch.stop()
+    if nf_watch:
+        nf_watch.stop()
+    if gc:
+        gc.stop()
     return exit_code[0]
+
+
+def nodefeature_api_enabled(args: argparse.Namespace) -> bool:
+    """The NodeFeatureAPI feature gate (on by default, as in upstream v0.19)."""
+    gates = getattr(args, "feature_gates", None)
+    if isinstance(gates, str):  # "Name=bool,Name=bool", as the flag is written
+        pairs = (item.partition("=") for item in gates.split(",") if item.strip())
+        gates = {k.strip(): v.strip().lower() == "true" for k, _, v in pairs}
+    if isinstance(gates, dict):
+        return bool(gates.get("NodeFeatureAPI", True))
+    return True
+
+
+def _page_size(args: argparse.Namespace, running: MasterConfig) -> int:
+    """-informer-page-size / informerPageSize (the flag merged into ``running``)."""
+    from nfd.master.nodefeatures import DEFAULT_PAGE_SIZE
+
+    value = getattr(running, "informer_page_size", None)
+    if value is None:
+        value = getattr(args, "informer_page_size", None)
+    return DEFAULT_PAGE_SIZE if value is None else int(value)
 
 
 def _namespace(flag: str | None) -> str:

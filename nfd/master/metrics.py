@@ -91,6 +91,20 @@ class MasterMetrics:
             registry=r,
         )
 
+        # As upstream's nfd-gc, whose work the master does for NodeFeature objects.
+        self.gc_deleted = Counter(
+            "nfd_gc_objects_deleted",
+            "NodeFeature objects deleted because their Node is gone (kind: NodeFeature)",
+            ["kind"],
+            registry=r,
+        )
+        self.gc_delete_failures = Counter(
+            "nfd_gc_object_delete_failures",
+            "Failed deletions of NodeFeature objects whose Node is gone (kind: NodeFeature)",
+            ["kind"],
+            registry=r,
+        )
+
     def count_rejection(self, kind: str) -> None:
         {
             "label": self.labels_rejected,

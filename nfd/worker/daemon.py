@@ -287,8 +287,14 @@ class WorkerDaemon:
                 self._metrics.config_reload_failed()
             return False
         log.info("config %s reloaded", self._config_path)
-        if config.core.no_publish != self.config.core.no_publish:
-            log.warning("core.noPublish changed in the config: takes effect after a restart")
+        for key, attr in (
+            ("noPublish", "no_publish"),
+            ("ownerRefs", "owner_refs"),
+            ("noOwnerRefs", "no_owner_refs"),
+            ("noPublishFeatures", "no_publish_features"),
+        ):
+            if getattr(config.core, attr) != getattr(self.config.core, attr):
+                log.warning("core.%s changed in the config: takes effect after a restart", key)
         self.config = config
         if self._files is not None:
             self._files.set_targets(watch_targets(config, self._config_path))

@@ -99,6 +99,7 @@ def test_master_rbac_is_least_privilege() -> None:
             for v in ("get", "list", "watch")
         },
         *{("nfd.k8s-sigs.io", "nodefeaturegroups/status", "*", v) for v in ("update", "patch")},
+        ("nfd.k8s-sigs.io", "nodefeatures", "*", "delete"),
     }
     role = find(objs, "Role", "nfd-master")
     assert role["metadata"]["namespace"] == NAMESPACE
@@ -111,13 +112,17 @@ def test_master_rbac_is_least_privilege() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "nfd-master", "namespace": NAMESPACE}
         ]
-    # The worker may write NodeFeatures in its own namespace (NodeFeature mode), nothing else.
+    # The worker may write NodeFeatures in its own namespace (NodeFeature mode) and read
+    # its own Pod (DaemonSet owner reference), as upstream v0.19's Role; nothing else.
     find(objs, "ServiceAccount", "nfd-worker")
     worker_role = find(objs, "Role", "nfd-worker")
     assert worker_role["metadata"]["namespace"] == NAMESPACE
     assert rules(worker_role) == {
-        ("nfd.k8s-sigs.io", "nodefeatures", "*", v)
-        for v in ("create", "get", "update", "patch", "delete")
+        *(
+            ("nfd.k8s-sigs.io", "nodefeatures", "*", v)
+            for v in ("create", "get", "update", "delete")
+        ),
+        ("", "pods", "*", "get"),
     }
     bound = set()
     for obj in objs:

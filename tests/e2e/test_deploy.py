@@ -311,16 +311,22 @@ def test_rbac_grants_the_master_exactly_what_it_uses(cluster: ControlPlane) -> N
         assert can("nfd-master", *args), f"nfd-master cannot {args}"
     for args in denied:
         assert not can("nfd-master", *args), f"nfd-master can {args}"
-    # The worker: its own namespace's NodeFeatures (NodeFeature mode), nothing else.
+    # The worker: its own namespace's NodeFeatures (NodeFeature mode) and reading its own
+    # Pod (DaemonSet owner reference), as upstream v0.19's Role; nothing else.
     worker_allowed = [
-        (verb, "nodefeatures.nfd.k8s-sigs.io", "-n", namespace)
-        for verb in ("create", "get", "update", "patch", "delete")
+        *(
+            (verb, "nodefeatures.nfd.k8s-sigs.io", "-n", namespace)
+            for verb in ("create", "get", "update", "delete")
+        ),
+        ("get", "pods", "-n", namespace),
     ]
     for args in worker_allowed:
         assert can("nfd-worker", *args), f"nfd-worker cannot {args}"
     worker_denied = [
         ("create", "nodefeatures.nfd.k8s-sigs.io", "-n", "default"),
         ("list", "nodefeatures.nfd.k8s-sigs.io", "-A"),
+        ("patch", "nodefeatures.nfd.k8s-sigs.io", "-n", namespace),
+        ("get", "pods", "-n", "default"),
         ("create", "nodefeaturerules.nfd.k8s-sigs.io"),
     ]
     for args in [a for a in allowed + denied + worker_denied if a not in worker_allowed]:
