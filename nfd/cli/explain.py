@@ -83,29 +83,26 @@ def fetch_direct(url: str, node: str, label: str | None) -> dict[str, Any]:
 
 def fetch_proxy(api: Any, path: str) -> dict[str, Any]:
     """GET ``path`` (with its query) from the API server."""
-    from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    resource, _, query = path.partition("?")
+    params = [tuple(p.split("=", 1)) for p in query.split("&") if "=" in p]
     try:
-        resource, _, query = path.partition("?")
-        params = [tuple(p.split("=", 1)) for p in query.split("&") if "=" in p]
-        resp = api.call_api(
-            resource,
+        method, url, headers, body, post = api.param_serialize(
             "GET",
+            resource,
             query_params=[(k, unquote(v)) for k, v in params],
+            header_params={"Accept": "application/json, */*"},
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=TIMEOUT,
         )
-    except ApiException as err:
-        body = (
-            (err.body or b"").decode(errors="replace") if isinstance(err.body, bytes) else err.body
-        )
-        raise ExplainError(f"{err.status}: {_message(body or err.reason)}") from None
+        resp = api.call_api(method, url, headers, body, post, _request_timeout=TIMEOUT)
+        data = resp.read()
     except HTTPError as err:
         raise ExplainError(f"cannot reach the API server: {err}") from None
-    response = resp[0] if isinstance(resp, tuple) else resp
-    return _document(response.data)
+    if not 200 <= resp.status < 300:
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        raise ExplainError(f"{resp.status}: {_message(text)}")
+    return _document(data)
 
 
 def _message(body: str) -> str:
