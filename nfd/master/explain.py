@@ -171,8 +171,8 @@ def explain_node(
 
 def _gpu_detail(hardware: bool) -> str:
     if hardware:
-        return "GPU marking: the worker's raw PCI features show an NVIDIA GPU"
-    return "GPU marking: from the node's NVIDIA labels"
+        return "GPU marking (NVIDIA GPU in the worker's PCI features)"
+    return "GPU marking (from the node's NVIDIA labels)"
 
 
 def explain_one(
