@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from typing import Any
 from urllib.parse import quote, unquote
@@ -127,15 +128,15 @@ def _document(data: bytes) -> dict[str, Any]:
 
 
 def origin_text(entry: dict[str, Any]) -> str:
-    """One label's origin in words."""
+    """One label's origin in words (the JSON has it field by field)."""
     kind = entry.get("origin")
     if kind == "worker":
         source = entry.get("source", "")
         if source == "local":
-            return "worker: local source (features.d file or hook)"
+            return "worker/local: a features.d file or hook"
         if source == "custom":
-            return "worker: custom source rule or other worker label"
-        return f"worker: source {source}, feature {entry.get('feature', '')}"
+            return "worker/custom: a custom rule or other worker label"
+        return f"worker/{source}: {entry.get('feature', '')}"
     if kind == "NodeFeatureRule":
         if "rule" in entry:
             return f"NodeFeatureRule {entry.get('nodeFeatureRule', '?')}, rule {entry['rule']}"
@@ -149,7 +150,18 @@ def _short(name: str) -> str:
     return name.removeprefix(FNK)
 
 
-def render_table(doc: dict[str, Any]) -> str:
+def fit(text: str, width: int) -> tuple[str, bool]:
+    """Each line clipped to ``width`` columns (with "..."); whether any was."""
+    out, clipped = [], False
+    for line in text.splitlines():
+        if width > 10 and len(line) > width:
+            line, clipped = line[: width - 3] + "...", True
+        out.append(line)
+    return "\n".join(out) + "\n", clipped
+
+
+def render_table(doc: dict[str, Any], width: int = 0) -> str:
+    """The human-readable answer; with ``width``, table rows fit that many columns."""
     labels = doc.get("labels") or []
     parts = []
     if "label" not in doc:
@@ -158,7 +170,10 @@ def render_table(doc: dict[str, Any]) -> str:
             head += f" ({FNK} left out of names)"
         parts.append(head + "\n")
         rows = [(_short(e["name"]), _clip(str(e["value"])), origin_text(e)) for e in labels]
-        parts.append(output.table(("LABEL", "VALUE", "ORIGIN"), rows) if rows else "none\n")
+        body, clipped = fit(output.table(("LABEL", "VALUE", "ORIGIN"), rows), width)
+        parts.append(body if rows else "none\n")
+        if clipped:
+            parts.append("(rows clipped to the terminal's width: -o yaml shows them whole)\n")
         if any(e.get("source") == "local" for e in labels):
             parts.append(
                 "\nThe worker does not report which features.d file or hook gave a local label.\n"
@@ -236,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             doc,
             fmt,
             lambda d: json.dumps(d, indent=2, sort_keys=True) + "\n",
-            render_table,
+            lambda d: render_table(d, shutil.get_terminal_size((80, 24)).columns),
         )
     )
     return 0

@@ -185,7 +185,11 @@ def test_proxy_path_and_table():
     assert lines[0] == "Node n1: 6 labels (feature.node.kubernetes.io/ left out of names)"
     assert lines[1].split() == ["LABEL", "VALUE", "ORIGIN"]
     assert any(ln.split()[:2] == ["cpu-cpuid.AVX2", "true"] for ln in lines)
-    assert "worker: source cpu, feature cpuid.AVX2" in text
+    assert "worker/cpu: cpuid.AVX2" in text
     assert "NodeFeatureRule gpu-nodes, rule fast-kernel" in text
     assert "does not report which features.d file or hook" in text
     assert "Refused by the master's label policy (1)" in text
+    narrow = cli.render_table(explained(), width=60)
+    assert all(len(line) <= 60 for line in narrow.splitlines()[1:-1] if "..." in line)
+    assert "-o yaml shows them whole" in narrow
+    assert "clipped" not in text
