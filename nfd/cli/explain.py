@@ -133,21 +133,57 @@ def origin_text(entry: dict[str, Any]) -> str:
     if kind == "worker":
         source = entry.get("source", "")
         if source == "local":
-            return "worker/local: a features.d file or hook"
+            return "worker/local: features.d or hook"
         if source == "custom":
-            return "worker/custom: a custom rule or other worker label"
-        return f"worker/{source}: {entry.get('feature', '')}"
+            return "worker/custom: rule or other"
+        return f"worker/{source}"
     if kind == "NodeFeatureRule":
         if "rule" in entry:
-            return f"NodeFeatureRule {entry.get('nodeFeatureRule', '?')}, rule {entry['rule']}"
-        return "NodeFeatureRule labelsTemplate"
+            return f"rule {entry.get('nodeFeatureRule', '?')}/{entry['rule']}"
+        return "rule labelsTemplate"
     if kind == "gpu-marking":
         return str(entry.get("detail") or "GPU marking")
     return str(kind)
 
 
+def legend(labels: list[dict[str, Any]]) -> str:
+    """What the table's short origins mean, for those it shows."""
+    kinds = {e.get("origin") for e in labels}
+    sources = {e.get("source") for e in labels}
+    lines = []
+    if sources - {"local", "custom", None}:
+        lines.append(
+            "worker/SOURCE: sent by nfd-worker's SOURCE source; the feature is the rest of the name"
+        )
+    if "local" in sources:
+        lines.append(
+            "worker/local: a features.d file or hook (the worker does not report which one)"
+        )
+    if "NodeFeatureRule" in kinds:
+        lines.append("rule NFR/RULE: rule RULE of NodeFeatureRule NFR")
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def _short(name: str) -> str:
     return name.removeprefix(FNK)
+
+
+def long_origin(entry: dict[str, Any]) -> str:
+    """One label's origin spelt out (``explain NODE LABEL``)."""
+    kind = entry.get("origin")
+    if kind == "worker":
+        source = entry.get("source", "")
+        if source == "local":
+            return (
+                "nfd-worker's local source: a features.d file or hook (the worker does not "
+                "report which one)"
+            )
+        if source == "custom":
+            return "nfd-worker: a custom source rule, or another label the worker sent"
+        return f"nfd-worker's {source} source, feature {entry.get('feature', '')}"
+    if kind == "NodeFeatureRule" and "rule" in entry:
+        return f"rule {entry['rule']} of NodeFeatureRule {entry.get('nodeFeatureRule', '?')}"
+    return origin_text(entry)
 
 
 def fit(text: str, width: int) -> tuple[str, bool]:
@@ -174,10 +210,7 @@ def render_table(doc: dict[str, Any], width: int = 0) -> str:
         parts.append(body if rows else "none\n")
         if clipped:
             parts.append("(rows clipped to the terminal's width: -o yaml shows them whole)\n")
-        if any(e.get("source") == "local" for e in labels):
-            parts.append(
-                "\nThe worker does not report which features.d file or hook gave a local label.\n"
-            )
+        parts.append(legend(labels))
         rejected = doc.get("rejected") or []
         if rejected:
             parts.append(f"\nRefused by the master's label policy ({len(rejected)}):\n")
@@ -205,14 +238,14 @@ def render_label(one: dict[str, Any]) -> str:
     name = one["name"]
     if one.get("set"):
         lines.append(f"{name}={one.get('value')}")
-        lines.append(f"  origin: {origin_text(one.get('origin') or {})}")
+        lines.append(f"  origin: {long_origin(one.get('origin') or {})}")
     else:
         lines.append(f"{name}: not set on this node")
         if one.get("rejected"):
             lines.append(f"  refused by the master's label policy: {one['rejected']}")
     for rule in one.get("rulesThatSetIt") or []:
         lines.append(
-            f"  set by rule {rule.get('rule')} (NodeFeatureRule {rule.get('nodeFeatureRule')})"
+            f"  set by rule {rule.get('rule')} of NodeFeatureRule {rule.get('nodeFeatureRule')}"
         )
     for rule in one.get("rulesThatDidNotMatch") or []:
         lines.append(

@@ -171,8 +171,8 @@ def explain_node(
 
 def _gpu_detail(hardware: bool) -> str:
     if hardware:
-        return "GPU marking (NVIDIA GPU in PCI features)"
-    return "GPU marking (the node's NVIDIA labels)"
+        return "GPU marking (NVIDIA PCI device)"
+    return "GPU marking (NVIDIA labels)"
 
 
 def explain_one(

@@ -119,6 +119,11 @@ def test_an_absent_label_names_the_rule_and_the_failed_expression_with_the_node_
     assert "ID {op: In, value: [rhel]}" in miss["failed"]
     assert "'ubuntu'" in miss["failed"]
     text = cli.render_table(explained(label="os-rhel"))
+    kernel6 = cli.render_table(explained(label="kernel6"))
+    assert "origin: rule fast-kernel of NodeFeatureRule gpu-nodes" in kernel6
+    assert "origin: nfd-worker's cpu source, feature cpuid.AVX2" in cli.render_table(
+        explained(label="cpu-cpuid.AVX2")
+    )
     assert "feature.node.kubernetes.io/os-rhel: not set on this node" in text
     assert "rule rhel (NodeFeatureRule gpu-nodes) could set it but did not match" in text
 
@@ -185,9 +190,10 @@ def test_proxy_path_and_table():
     assert lines[0] == "Node n1: 6 labels (feature.node.kubernetes.io/ left out of names)"
     assert lines[1].split() == ["LABEL", "VALUE", "ORIGIN"]
     assert any(ln.split()[:2] == ["cpu-cpuid.AVX2", "true"] for ln in lines)
-    assert "worker/cpu: cpuid.AVX2" in text
-    assert "NodeFeatureRule gpu-nodes, rule fast-kernel" in text
-    assert "does not report which features.d file or hook" in text
+    assert any(ln.split() == ["cpu-cpuid.AVX2", "true", "worker/cpu"] for ln in lines)
+    assert "rule gpu-nodes/fast-kernel" in text
+    assert "worker/local: a features.d file or hook (the worker does not report which" in text
+    assert "rule NFR/RULE: rule RULE of NodeFeatureRule NFR" in text
     assert "Refused by the master's label policy (1)" in text
     narrow = cli.render_table(explained(), width=60)
     assert all(len(line) <= 60 for line in narrow.splitlines()[1:-1] if "..." in line)
