@@ -174,10 +174,7 @@ def long_origin(entry: dict[str, Any]) -> str:
     if kind == "worker":
         source = entry.get("source", "")
         if source == "local":
-            return (
-                "nfd-worker's local source: a features.d file or hook (the worker does not "
-                "report which one)"
-            )
+            return "nfd-worker's local source: a features.d file or hook (which one: not reported)"
         if source == "custom":
             return "nfd-worker: a custom source rule, or another label the worker sent"
         return f"nfd-worker's {source} source, feature {entry.get('feature', '')}"
@@ -243,9 +240,14 @@ def render_label(one: dict[str, Any]) -> str:
         lines.append(f"{name}: not set on this node")
         if one.get("rejected"):
             lines.append(f"  refused by the master's label policy: {one['rejected']}")
+    origin = one.get("origin") or {}
     for rule in one.get("rulesThatSetIt") or []:
+        if rule.get("rule") == origin.get("rule") and rule.get("nodeFeatureRule") == origin.get(
+            "nodeFeatureRule"
+        ):
+            continue  # the origin line says it
         lines.append(
-            f"  set by rule {rule.get('rule')} of NodeFeatureRule {rule.get('nodeFeatureRule')}"
+            f"  also set by rule {rule.get('rule')} of NodeFeatureRule {rule.get('nodeFeatureRule')}"
         )
     for rule in one.get("rulesThatDidNotMatch") or []:
         lines.append(
