@@ -247,7 +247,8 @@ def render_label(one: dict[str, Any]) -> str:
         ):
             continue  # the origin line says it
         lines.append(
-            f"  also set by rule {rule.get('rule')} of NodeFeatureRule {rule.get('nodeFeatureRule')}"
+            f"  also set by rule {rule.get('rule')} "
+            f"of NodeFeatureRule {rule.get('nodeFeatureRule')}"
         )
     for rule in one.get("rulesThatDidNotMatch") or []:
         lines.append(
