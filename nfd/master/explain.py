@@ -221,17 +221,24 @@ STANDBY = (
     "routes only to the ready leader, or to the leader's own address.\n"
 )
 MAX_LABEL_QUERY = 317  # a label name's limit: 253-character prefix, '/', 63-character name
+# Explanations evaluated at once; more answer 429 at once, so a burst of requests costs
+# at most this many rule evaluations in parallel (each a few ms to a few hundred).
+MAX_CONCURRENT = 4
 
 
 def explain_route(
     explain: Callable[[str, str | None], dict[str, Any] | None],
     leader: Callable[[], bool],
+    concurrent: int = MAX_CONCURRENT,
 ) -> Callable[[str, dict[str, list[str]]], tuple[int, str, bytes]]:
     """The /explain/<node>[?label=NAME] handler for nfd.metrics_http."""
     import json
+    import threading
     from urllib.parse import unquote
 
     from nfd.labels import node_name_error
+
+    slots = threading.BoundedSemaphore(concurrent)
 
     def text(code: int, message: str) -> tuple[int, str, bytes]:
         return code, "text/plain; charset=utf-8", message.encode()
@@ -249,7 +256,12 @@ def explain_route(
         label = given[0] if given else None
         if label is not None and not 0 < len(label) <= MAX_LABEL_QUERY:
             return text(400, f"label: a name of 1 to {MAX_LABEL_QUERY} characters\n")
-        doc = explain(node, label)
+        if not slots.acquire(blocking=False):
+            return text(429, f"busy: {concurrent} explanations in progress; try again\n")
+        try:
+            doc = explain(node, label)
+        finally:
+            slots.release()
         if doc is None:
             return text(
                 404,

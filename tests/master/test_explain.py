@@ -199,3 +199,24 @@ def test_proxy_path_and_table():
     assert all(len(line) <= 60 for line in narrow.splitlines()[1:-1] if "..." in line)
     assert "-o yaml shows them whole" in narrow
     assert "clipped" not in text
+
+
+def test_route_bounds_concurrent_explanations():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(node, label):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(5)
+        return {"labels": []}
+
+    route = explain_route(slow, lambda: True, concurrent=1)
+    first = threading.Thread(target=route, args=("n1", {}))
+    first.start()
+    assert entered.wait(5)
+    code, _, body = route("n2", {})
+    assert code == 429 and b"busy" in body
+    release.set()
+    first.join(5)
+    assert route("n3", {})[0] == 200
