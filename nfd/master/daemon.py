@@ -254,14 +254,16 @@ def _explain_gpu(api_client: Any, args: argparse.Namespace) -> Callable[[str], G
     gpu = _gpu_fn(bool(args.enable_gpu_marking)) if api_client is not None else None
     if gpu is None:
         return lambda node: None
-    from nfd.master.kube import KubeNodes
+    from kubernetes import client
+
     from nfd.master.patch import parse_owned
 
-    nodes = KubeNodes(api_client)
+    core: Any = client.CoreV1Api(api_client)  # responses read raw
 
     def for_node(name: str) -> GpuMarking:
         try:
-            obj = nodes.get(name)
+            resp = core.read_node(name, _preload_content=False, _request_timeout=5)
+            obj = json.loads(resp.data)
         except Exception as err:  # noqa: BLE001 - explain with NFD's labels only
             log.debug("explain: reading Node %s: %s", name, err)
             obj = {}

@@ -65,12 +65,12 @@ def test_explain_direct_and_through_the_service_proxy(
 ) -> None:
     install_nfr_crd(harness.plane)
     node = register(harness, "explain")
-    master, port = harness.master()
+    master, port = harness.master("--enable-gpu-marking")
     metrics = master.metrics_port  # type: ignore[attr-defined]
     features = tmp_path / "features"
     features.mkdir()
     (features / "team").write_text("explain-team=blue\n")
-    harness.worker(node, "cpu-only", f"127.0.0.1:{port}", features)
+    harness.worker(node, "gpu-datacenter", f"127.0.0.1:{port}", features)
     name = f"explain-{node}"
     harness.plane.kubectl("apply", "-f", "-", input=RULE.format(name=name), check=True)
     try:
@@ -84,6 +84,9 @@ def test_explain_direct_and_through_the_service_proxy(
         assert labels[f"{FNK}/explain-os"]["nodeFeatureRule"] == name
         assert labels[f"{FNK}/explain-os"]["rule"] == "has-os"
         assert labels[f"{FNK}/explain-team"]["source"] == "local"
+        gpu = labels["nvidia.com/gpu.present"]
+        assert gpu["origin"] == "gpu-marking" and gpu["value"] == "true"
+        assert doc["gpuMarking"] == {"enabled": True, "hardware": True}
         named = [e for e in labels.values() if e["origin"] == "worker" and "feature" in e]
         assert named, labels
         for e in named:
