@@ -61,3 +61,16 @@ def test_wide_does_not_clip_or_split():
 def test_no_nodes_and_no_columns():
     assert render_nodes([], ["a/x"]) == "No nodes found.\n"
     assert render_nodes([Node("n1", {})], []) == "NODE\nn1\n"
+
+
+def test_a_name_without_namespace_is_also_the_default_namespaces():
+    from nfd.cli.nodetable import Node, select_columns
+
+    fnk = "feature.node.kubernetes.io/"
+    nodes = [Node("a", {fnk + "gpu-class": "x", fnk + "cpu-a": "1", "team": "t"})]
+    # As kubectl nfd explain prints them: the default namespace left out.
+    assert select_columns(nodes, ["gpu-class"]) == [fnk + "gpu-class"]
+    assert select_columns(nodes, ["cpu-*"]) == [fnk + "cpu-a"]
+    # A label that exists as written stays itself.
+    assert select_columns(nodes, ["team"]) == ["team"]
+    assert select_columns(nodes, ["nope"]) == ["nope"]

@@ -1,4 +1,4 @@
-"""``nfd``: the user's command (export, dryrun, validate, nodes)."""
+"""``nfd``: the user's command (export, dryrun, validate, nodes, explain)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 
 from nfd import __version__
-from nfd.cli import docs, export, nodes, rules
+from nfd.cli import docs, explain, export, nodes, rules
 from nfd.cli.common import setup_logging
 from nfd.cli.flags import FlagParser
 from nfd.worker.config import ConfigError
@@ -20,7 +20,7 @@ def build_parser(prog: str = "nfd") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     # Each module adds its subcommands (dryrun and validate are both in rules).
-    for module in (export, rules, nodes, docs):
+    for module in (export, rules, nodes, explain, docs):
         module.add_parser(subparsers)
     return parser
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 # Namespaces whose labels NFD publishes (upstream's allowed namespaces).
 NFD_NAMESPACES = ("feature.node.kubernetes.io", "profile.node.kubernetes.io")
+DEFAULT_NS = "feature.node.kubernetes.io/"
 MISSING = "-"
 ELLIPSIS = "…"
 SEPARATORS = "/.-_"
@@ -47,12 +48,21 @@ def is_glob(pattern: str) -> bool:
 
 def select_columns(nodes: Sequence[Node], patterns: Sequence[str]) -> list[str]:
     """Label names for the columns: each exact name as given (even if no node has it),
-    each glob's matches among the nodes' labels sorted; first mention wins."""
+    each glob's matches among the nodes' labels sorted; first mention wins. A name
+    without ``/`` that no node has stands for ``feature.node.kubernetes.io/<name>``."""
     present = sorted({name for node in nodes for name in node.labels})
+    have = set(present)
     columns: list[str] = []
     for pattern in patterns:
+        # A name without a namespace is also the default namespace's, as NFD spells its
+        # labels (kubectl nfd explain prints them so): ``gpu-class``.
+        spellings = [pattern] if "/" in pattern else [pattern, DEFAULT_NS + pattern]
         if is_glob(pattern):
-            matches = [name for name in present if fnmatch.fnmatchcase(name, pattern)]
+            matches = [
+                name for name in present if any(fnmatch.fnmatchcase(name, p) for p in spellings)
+            ]
+        elif pattern not in have and spellings[-1] in have:
+            matches = [spellings[-1]]
         else:
             matches = [pattern]
         columns.extend(name for name in matches if name not in columns)

@@ -697,6 +697,39 @@ class Master:
             except Exception as err:  # noqa: BLE001 - reporting must not stop labelling
                 log.warning("reporting the failure of rule %s: %s", rule.name, err)
 
+    def explain(
+        self, node: str, label: str | None = None, gpu_marking: Any = None
+    ) -> dict[str, Any] | None:
+        """Why the node has each of its labels (and, with ``label``, why it has or lacks
+        that one), evaluated now from the node's kept state; None when the master holds
+        no state for the node. Nothing is kept: one decompression and one rule
+        evaluation per call."""
+        from nfd.features import Features
+        from nfd.master.explain import explain_node
+
+        with self._lock:
+            st = self._nodes.get(node)
+            blob = st.blob if st is not None else b""
+            rules, policy = list(self._rules), self.policy
+            blown = {key for key, rep in self._rule_reports.items() if rep.blown}
+        if not blob:
+            return None
+        req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob))
+        has_features = req.HasField("features")
+        feats = features_from_proto(req.features) if has_features else Features()
+        active = [r for r in rules if _rule_key(r) not in blown]
+        return explain_node(
+            node,
+            dict(req.labels),
+            feats,
+            active,
+            policy,
+            label=label,
+            gpu_hardware=shows_nvidia_gpu(req.features if has_features else None),
+            gpu_marking=gpu_marking,
+            skipped_rules=[r for r in rules if _rule_key(r) in blown],
+        )
+
     def stop(self) -> None:
         if self.queue is not None:
             self.queue.stop()

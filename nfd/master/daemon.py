@@ -16,12 +16,13 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nfd import __version__
 from nfd.master.config import ConfigReloader, ConfigWatcher, MasterConfig
 from nfd.master.core import Master, WorkItem
+from nfd.master.explain import GpuMarking, explain_route
 from nfd.master.guards import in_daemon_thread
 from nfd.master.metrics import MasterMetrics
 from nfd.master.policy import PolicyConfig
@@ -196,6 +197,7 @@ def _serve(
 
     started = threading.Event()
     grpc_server: list[GrpcServer] = []
+    gpu_marking = _explain_gpu(api_client, args)
 
     def health() -> str | None:
         return grpc_server[0].health_problem() if grpc_server else None
@@ -211,6 +213,12 @@ def _serve(
             and master.serving()
         ),
         health=health,
+        routes={
+            "/explain/": explain_route(
+                lambda node, label: master.explain(node, label, gpu_marking(node)),
+                lambda: master.serving(),
+            )
+        },
     )
 
     async def serve() -> None:
@@ -301,6 +309,36 @@ def _namespace(flag: str | None) -> str:
             return f.read().strip()
     except OSError:
         return os.environ.get("KUBERNETES_NAMESPACE") or "node-feature-discovery"
+
+
+def _explain_gpu(api_client: Any, args: argparse.Namespace) -> Callable[[str], GpuMarking | None]:
+    """For /explain: the GPU marking stage as the NodeUpdater runs it, on the Node's
+    labels read now (one GET per request; nothing kept)."""
+    gpu = _gpu_fn(bool(args.enable_gpu_marking)) if api_client is not None else None
+    if gpu is None:
+        return lambda node: None
+    from kubernetes import client
+
+    from nfd.master.patch import parse_owned
+
+    core: Any = client.CoreV1Api(api_client)  # responses read raw
+
+    def for_node(name: str) -> GpuMarking:
+        try:
+            resp = core.read_node(name, _preload_content=False, _request_timeout=5)
+            obj = json.loads(resp.data)
+        except Exception as err:  # noqa: BLE001 - explain with NFD's labels only
+            log.debug("explain: reading Node %s: %s", name, err)
+            obj = {}
+        current = dict((obj.get("metadata") or {}).get("labels") or {})
+        owned = set(parse_owned(obj, args.instance).labels) if obj else set()
+
+        def mark(labels: Mapping[str, str], hardware: bool) -> Mapping[str, str]:
+            return dict(gpu({**current, **labels}, owned, hardware))
+
+        return mark
+
+    return for_node
 
 
 def _gpu_fn(enabled: bool) -> Any:

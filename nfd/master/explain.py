@@ -1,0 +1,274 @@
+"""Where each of a node's labels comes from, and why a label is missing: the answer of
+the master's ``GET /explain/<node>[?label=NAME]`` (``kubectl nfd explain``).
+
+Pure: ``explain_node`` takes what the master already holds for one node (the worker's
+last labels and raw features), its NodeFeatureRules and label policy, and evaluates
+them again for this one request. Nothing is kept afterwards, so the cost is one rule
+evaluation per request and no memory per node beyond the master's own state.
+
+Each label gets an origin:
+
+- ``worker``: the worker sent it. ``source`` and ``feature`` come from the name
+  (``cpu-cpuid.AVX2`` is source ``cpu``, feature ``cpuid.AVX2``); a label that the
+  worker's ``local.label`` features hold came from the local source (a features.d
+  file or a hook): the worker does not say which file, so neither can we;
+  anything else is a worker-side rule (custom source) or another worker label.
+- ``NodeFeatureRule``: the last rule (in the master's order) that matched and
+  names the label, or whose labelsTemplate wrote it.
+- ``gpu-marking``: the GPU marking stage (``nvidia.com/gpu.present``,
+  ``nvidia.com/gpu.deploy.*``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nfd.features import Features
+from nfd.master.policy import PolicyConfig, auto_prefix, build_desired, is_gpu_marking_label
+from nfd.rules.engine import RULE_BACKREF_FEATURE, RuleOutput, execute_rule, execute_rules
+from nfd.rules.errors import RuleExecutionError
+from nfd.rules.explain import explain_label
+
+# Worker sources whose labels are named "<source>-<feature>" (nfd.sources.SOURCE_NAMES
+# less local and custom, whose label names are the user's).
+NAMED_SOURCES = frozenset(
+    (
+        "cpu",
+        "fake",
+        "gpu",
+        "iommu",
+        "kernel",
+        "memory",
+        "network",
+        "pci",
+        "storage",
+        "system",
+        "usb",
+    )
+)
+LOCAL_LABELS = "local.label"
+RULE_PREFIX = "NodeFeatureRule "
+LOCAL_GAP = (
+    "features.d file or hook (the worker reports neither the file nor the hook a label came from)"
+)
+# Computes the GPU marking labels from the node's labels (as they will be) and the
+# hardware flag; None when the master runs without --enable-gpu-marking.
+GpuMarking = Callable[[Mapping[str, str], bool], Mapping[str, str]]
+
+
+def worker_origin(name: str, local_labels: Mapping[str, str]) -> dict[str, str]:
+    """The origin of a label the worker sent (``name`` fully qualified)."""
+    ns, _, base = name.rpartition("/")
+    if name in local_labels or base in local_labels and ns == "feature.node.kubernetes.io":
+        return {"origin": "worker", "source": "local", "detail": LOCAL_GAP}
+    if ns == "feature.node.kubernetes.io":
+        source, sep, feature = base.partition("-")
+        if sep and source in NAMED_SOURCES:
+            return {"origin": "worker", "source": source, "feature": feature}
+    return {
+        "origin": "worker",
+        "source": "custom",
+        "detail": "a rule of the worker's custom source, or another label the worker sent",
+    }
+
+
+def rule_origin(rule: Any) -> dict[str, str]:
+    origin = str(getattr(rule, "origin", ""))
+    out = {"origin": "NodeFeatureRule", "rule": str(rule.name)}
+    if origin.startswith(RULE_PREFIX):
+        out["nodeFeatureRule"] = origin.removeprefix(RULE_PREFIX)
+    elif origin:
+        out["nodeFeatureRule"] = origin
+    return out
+
+
+def rule_setters(rules: list[Any], features: Features) -> tuple[RuleOutput, dict[str, Any]]:
+    """The rules' output (as the master computes it) and, for each label in it (fully
+    qualified), the last rule that set it. One pass over the rules, chained through
+    ``rule.matched`` as ``execute_rules`` chains them."""
+    out = execute_rules(rules, features)
+    setters: dict[str, Any] = {}
+    work = Features(
+        flags=features.flags, attributes=dict(features.attributes), instances=features.instances
+    )
+    backrefs: dict[str, str] = dict(features.attributes.get(RULE_BACKREF_FEATURE, {}))
+    if RULE_BACKREF_FEATURE in features.attributes:
+        work.attributes[RULE_BACKREF_FEATURE] = backrefs
+    for rule in rules:
+        try:
+            result = execute_rule(rule, work)
+        except RuleExecutionError:
+            continue
+        work.attributes[RULE_BACKREF_FEATURE] = backrefs
+        if not result.matched:
+            continue
+        for name in result.labels:
+            setters[auto_prefix(name)] = rule
+        backrefs.update(result.labels)
+        backrefs.update(result.vars)
+    return out, setters
+
+
+def explain_node(
+    node: str,
+    worker_labels: Mapping[str, str],
+    features: Features,
+    rules: list[Any],
+    policy: PolicyConfig,
+    *,
+    label: str | None = None,
+    gpu_hardware: bool = False,
+    gpu_marking: GpuMarking | None = None,
+    skipped_rules: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The explanation document (JSON-ready) for one node."""
+    rule_output, setters = rule_setters(rules, features) if rules else (None, {})
+    desired, rejected = build_desired(worker_labels, policy, rule_output)
+    local_labels = features.attributes.get(LOCAL_LABELS, {})
+    worker_names = {auto_prefix(k) for k in worker_labels}
+    labels: list[dict[str, str]] = []
+    for name, value in sorted(desired.labels.items()):
+        rule = setters.get(name)
+        if rule is not None:
+            origin = rule_origin(rule)
+        elif name in worker_names:
+            origin = worker_origin(name, local_labels)
+        else:
+            origin = {"origin": "NodeFeatureRule", "detail": "a rule's labelsTemplate"}
+        labels.append({"name": name, "value": value, **origin})
+    gpu: dict[str, Any] = {"enabled": gpu_marking is not None, "hardware": gpu_hardware}
+    if gpu_marking is not None:
+        marked = gpu_marking(desired.labels, gpu_hardware)
+        for name, value in sorted(marked.items()):
+            if is_gpu_marking_label(name):
+                labels.append(
+                    {
+                        "name": name,
+                        "value": value,
+                        "origin": "gpu-marking",
+                        "detail": _gpu_detail(gpu_hardware),
+                    }
+                )
+        labels.sort(key=lambda e: e["name"])
+    doc: dict[str, Any] = {
+        "node": node,
+        "labels": labels,
+        "rejected": [{"kind": r.kind, "name": r.name, "reason": r.reason} for r in rejected],
+        "extendedResources": dict(sorted(desired.extended_resources.items())),
+        "gpuMarking": gpu,
+        "rules": len(rules),
+    }
+    if skipped_rules:
+        doc["skippedRules"] = [
+            {**rule_origin(r), "reason": "exceeded its evaluation budget: skipped on every node"}
+            for r in skipped_rules
+        ]
+    if label is not None:
+        doc["label"] = explain_one(label, labels, rejected, rules, features, worker_names)
+    return doc
+
+
+def _gpu_detail(hardware: bool) -> str:
+    if hardware:
+        return "GPU marking (NVIDIA PCI device)"
+    return "GPU marking (NVIDIA labels)"
+
+
+def explain_one(
+    label: str,
+    labels: list[dict[str, str]],
+    rejected: list[Any],
+    rules: list[Any],
+    features: Features,
+    worker_names: set[str],
+) -> dict[str, Any]:
+    """One label: its origin if set; else why not (rejected by the policy, or for each
+    rule that names it the first missing feature or failed matchExpression)."""
+    name = auto_prefix(label)
+    out: dict[str, Any] = {"name": name}
+    present = next((e for e in labels if e["name"] == name), None)
+    if present is not None:
+        out.update(set=True, value=present["value"], origin={**present})
+        del out["origin"]["name"], out["origin"]["value"]
+    else:
+        out["set"] = False
+        why = next((r for r in rejected if r.name == name), None)
+        if why is not None:
+            out["rejected"] = why.reason
+        elif name in worker_names:
+            out["rejected"] = "sent by the worker but not kept by the label policy"
+    if not rules:
+        return out
+    explanation = explain_label(rules, features, name)
+    out["rulesThatSetIt"] = [rule_origin(_named(rules, v)) for v in explanation.set_by]
+    out["rulesThatDidNotMatch"] = [
+        {**rule_origin(_named(rules, v)), "failed": v.failed} for v in explanation.not_matched
+    ]
+    return out
+
+
+def _named(rules: list[Any], verdict: Any) -> Any:
+    for rule in rules:
+        if rule.name == verdict.rule and str(getattr(rule, "origin", "")) == verdict.origin:
+            return rule
+    return rules[0]
+
+
+STANDBY = (
+    "this nfd-master is a standby replica (leader election is on and another replica "
+    "leads): only the leader holds node state. Ask through the nfd-master Service, which "
+    "routes only to the ready leader, or to the leader's own address.\n"
+)
+MAX_LABEL_QUERY = 317  # a label name's limit: 253-character prefix, '/', 63-character name
+# Explanations evaluated at once; more answer 429 at once, so a burst of requests costs
+# at most this many rule evaluations in parallel (each a few ms to a few hundred).
+MAX_CONCURRENT = 4
+
+
+def explain_route(
+    explain: Callable[[str, str | None], dict[str, Any] | None],
+    leader: Callable[[], bool],
+    concurrent: int = MAX_CONCURRENT,
+) -> Callable[[str, dict[str, list[str]]], tuple[int, str, bytes]]:
+    """The /explain/<node>[?label=NAME] handler for nfd.metrics_http."""
+    import json
+    import threading
+    from urllib.parse import unquote
+
+    from nfd.labels import node_name_error
+
+    slots = threading.BoundedSemaphore(concurrent)
+
+    def text(code: int, message: str) -> tuple[int, str, bytes]:
+        return code, "text/plain; charset=utf-8", message.encode()
+
+    def handle(rest: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        if not leader():
+            return text(503, STANDBY)
+        node = unquote(rest).strip("/")
+        if not node:
+            return text(400, "usage: GET /explain/<node>[?label=NAME]\n")
+        why = node_name_error(node)
+        if why is not None:
+            return text(400, f"{why}\n")
+        given = query.get("label")
+        label = given[0] if given else None
+        if label is not None and not 0 < len(label) <= MAX_LABEL_QUERY:
+            return text(400, f"label: a name of 1 to {MAX_LABEL_QUERY} characters\n")
+        if not slots.acquire(blocking=False):
+            return text(429, f"busy: {concurrent} explanations in progress; try again\n")
+        try:
+            doc = explain(node, label)
+        finally:
+            slots.release()
+        if doc is None:
+            return text(
+                404,
+                f"nfd-master holds no state for node {node}: no nfd-worker has sent its "
+                "features to this master since it started (or the Node does not exist)\n",
+            )
+        body = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+        return 200, "application/json", body.encode()
+
+    return handle

@@ -1,0 +1,222 @@
+"""The explanation of a node's labels (nfd.master.explain), the master's /explain
+route and the kubectl nfd explain rendering: pure, no processes."""
+
+from __future__ import annotations
+
+import json
+
+from nfd.cli import explain as cli
+from nfd.features import Features
+from nfd.gpu.marking import compute_gpu_labels
+from nfd.master.core import Master
+from nfd.master.explain import NAMED_SOURCES, explain_node, explain_route
+from nfd.master.policy import PolicyConfig
+from nfd.rules import load_rules
+from nfd.sources import SOURCE_NAMES
+from nfd.wire import features_to_proto
+
+FNK = "feature.node.kubernetes.io"
+
+RULES = load_rules(
+    """
+apiVersion: nfd.k8s-sigs.io/v1alpha1
+kind: NodeFeatureRule
+metadata: {name: gpu-nodes}
+spec:
+  rules:
+    - name: fast-kernel
+      labels: {kernel6: "true"}
+      matchFeatures:
+        - feature: kernel.version
+          matchExpressions: {major: {op: Gt, value: ["5"]}}
+    - name: rhel
+      labels: {os-rhel: "true"}
+      matchFeatures:
+        - feature: system.osrelease
+          matchExpressions: {ID: {op: In, value: [rhel]}}
+    - name: chained
+      labels: {chained: "yes"}
+      matchFeatures:
+        - feature: rule.matched
+          matchExpressions: {kernel6: {op: IsTrue}}
+    - name: override
+      labels: {"kernel-version.major": "overridden"}
+      matchFeatures:
+        - feature: kernel.version
+          matchExpressions: {major: {op: Exists}}
+""",
+    "NodeFeatureRule gpu-nodes",
+)
+
+FEATURES = Features.from_dict(
+    {
+        "attributes": {
+            "kernel.version": {"elements": {"major": "6", "minor": "8"}},
+            "system.osrelease": {"elements": {"ID": "ubuntu"}},
+            "local.label": {"elements": {"from-file": "1"}},
+        },
+    }
+)
+WORKER = {
+    f"{FNK}/cpu-cpuid.AVX2": "true",
+    f"{FNK}/kernel-version.major": "6",
+    f"{FNK}/from-file": "1",
+    "vendor.example.com/custom": "x",
+    "kubernetes.io/hostname": "refused",
+}
+
+
+def explained(**kw):  # type: ignore[no-untyped-def]
+    return explain_node("n1", WORKER, FEATURES, RULES, PolicyConfig(), **kw)
+
+
+def by_name(doc):  # type: ignore[no-untyped-def]
+    return {e["name"]: e for e in doc["labels"]}
+
+
+def test_named_sources_are_the_workers_sources_less_local_and_custom():
+    assert set(SOURCE_NAMES) - {"local", "custom"} == NAMED_SOURCES
+
+
+def test_every_label_has_its_origin():
+    labels = by_name(explained())
+    assert labels[f"{FNK}/cpu-cpuid.AVX2"] == {
+        "name": f"{FNK}/cpu-cpuid.AVX2",
+        "value": "true",
+        "origin": "worker",
+        "source": "cpu",
+        "feature": "cpuid.AVX2",
+    }
+    assert labels[f"{FNK}/from-file"]["source"] == "local"
+    assert "features.d file or hook" in labels[f"{FNK}/from-file"]["detail"]
+    assert labels["vendor.example.com/custom"]["source"] == "custom"
+    assert labels[f"{FNK}/kernel6"] == {
+        "name": f"{FNK}/kernel6",
+        "value": "true",
+        "origin": "NodeFeatureRule",
+        "nodeFeatureRule": "gpu-nodes",
+        "rule": "fast-kernel",
+    }
+    # Chained through rule.matched; a rule label overrides the worker's.
+    assert labels[f"{FNK}/chained"]["rule"] == "chained"
+    assert labels[f"{FNK}/kernel-version.major"]["value"] == "overridden"
+    assert labels[f"{FNK}/kernel-version.major"]["rule"] == "override"
+    assert f"{FNK}/os-rhel" not in labels
+
+
+def test_refused_labels_are_listed_with_the_reason():
+    doc = explained()
+    assert "kubernetes.io/hostname" not in by_name(doc)
+    (rej,) = doc["rejected"]
+    assert rej["name"] == "kubernetes.io/hostname" and rej["kind"] == "label"
+
+
+def test_an_absent_label_names_the_rule_and_the_failed_expression_with_the_node_value():
+    one = explained(label="os-rhel")["label"]
+    assert one["name"] == f"{FNK}/os-rhel" and one["set"] is False
+    (miss,) = one["rulesThatDidNotMatch"]
+    assert miss["rule"] == "rhel" and miss["nodeFeatureRule"] == "gpu-nodes"
+    assert "ID {op: In, value: [rhel]}" in miss["failed"]
+    assert "'ubuntu'" in miss["failed"]
+    text = cli.render_table(explained(label="os-rhel"))
+    kernel6 = cli.render_table(explained(label="kernel6"))
+    assert "origin: rule fast-kernel of NodeFeatureRule gpu-nodes" in kernel6
+    assert "origin: nfd-worker's cpu source, feature cpuid.AVX2" in cli.render_table(
+        explained(label="cpu-cpuid.AVX2")
+    )
+    assert "feature.node.kubernetes.io/os-rhel: not set on this node" in text
+    assert "rule rhel (NodeFeatureRule gpu-nodes) could set it but did not match" in text
+
+
+def test_a_set_label_and_a_label_nobody_sets():
+    one = explained(label=f"{FNK}/kernel6")["label"]
+    assert one["set"] and one["origin"]["rule"] == "fast-kernel"
+    assert one["rulesThatSetIt"][0]["rule"] == "fast-kernel"
+    nobody = explained(label="nope")["label"]
+    assert nobody["set"] is False and not nobody["rulesThatDidNotMatch"]
+    assert "no NodeFeatureRule names it" in cli.render_label(nobody)
+    refused = explained(label="kubernetes.io/hostname")["label"]
+    assert "kubernetes.io" in refused["rejected"]
+
+
+def test_gpu_marking_labels():
+    doc = explained(
+        gpu_hardware=True, gpu_marking=lambda labels, hw: compute_gpu_labels(labels, set(), hw)
+    )
+    entry = by_name(doc)["nvidia.com/gpu.present"]
+    assert entry["origin"] == "gpu-marking" and entry["value"] == "true"
+    assert doc["gpuMarking"] == {"enabled": True, "hardware": True}
+    assert "GPU marking" in cli.origin_text(entry)
+
+
+def test_master_explains_from_its_kept_state():
+    master = Master(PolicyConfig(), None)
+    master.set_rules(RULES)
+    assert master.explain("n1") is None
+    master.handle_update("n1", WORKER, features_to_proto(FEATURES))
+    doc = master.explain("n1", "os-rhel")
+    assert doc is not None
+    assert by_name(doc)[f"{FNK}/kernel6"]["rule"] == "fast-kernel"
+    assert doc["label"]["rulesThatDidNotMatch"][0]["rule"] == "rhel"
+
+
+def test_route_answers_json_404_400_and_503_on_a_standby():
+    master = Master(PolicyConfig(), None)
+    master.handle_update("n1", WORKER, features_to_proto(FEATURES))
+    leader = [True]
+    route = explain_route(lambda n, lb: master.explain(n, lb), lambda: leader[0])
+    code, ctype, body = route("n1", {"label": ["x"]})
+    assert code == 200 and ctype == "application/json"
+    assert json.loads(body)["label"]["name"] == f"{FNK}/x"
+    code, _, body = route("other", {})
+    assert code == 404 and b"no state for node other" in body
+    assert route("Bad_Name", {})[0] == 400
+    assert route("", {})[0] == 400
+    assert route("n1", {"label": ["x" * 400]})[0] == 400
+    leader[0] = False
+    code, _, body = route("n1", {})
+    assert code == 503 and b"standby" in body and b"leader" in body
+
+
+def test_proxy_path_and_table():
+    assert cli.proxy_path("node-feature-discovery", "nfd-master", "metrics", "n1", None) == (
+        "/api/v1/namespaces/node-feature-discovery/services/nfd-master:metrics/proxy/explain/n1"
+    )
+    assert cli.proxy_path("ns", "svc", "8081", "n1", "vendor.io/a b").endswith(
+        "svc:8081/proxy/explain/n1?label=vendor.io%2Fa%20b"
+    )
+    text = cli.render_table(explained())
+    lines = text.splitlines()
+    assert lines[0] == "Node n1: 6 labels (feature.node.kubernetes.io/ left out of names)"
+    assert lines[1].split() == ["LABEL", "VALUE", "ORIGIN"]
+    assert any(ln.split()[:2] == ["cpu-cpuid.AVX2", "true"] for ln in lines)
+    assert any(ln.split() == ["cpu-cpuid.AVX2", "true", "worker/cpu"] for ln in lines)
+    assert "rule gpu-nodes/fast-kernel" in text
+    assert "worker/local: a features.d file or hook (the worker does not report which" in text
+    assert "rule NFR/RULE: rule RULE of NodeFeatureRule NFR" in text
+    assert "Refused by the master's label policy (1)" in text
+    narrow = cli.render_table(explained(), width=60)
+    assert all(len(line) <= 60 for line in narrow.splitlines()[1:-1] if "..." in line)
+    assert "-o yaml shows them whole" in narrow
+    assert "clipped" not in text
+
+
+def test_route_bounds_concurrent_explanations():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(node, label):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(5)
+        return {"labels": []}
+
+    route = explain_route(slow, lambda: True, concurrent=1)
+    first = threading.Thread(target=route, args=("n1", {}))
+    first.start()
+    assert entered.wait(5)
+    code, _, body = route("n2", {})
+    assert code == 429 and b"busy" in body
+    release.set()
+    first.join(5)
+    assert route("n3", {})[0] == 200
