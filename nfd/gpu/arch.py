@@ -20,7 +20,7 @@ Sources of the facts (read, not copied):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nfd.gpu.pcitable import DEVICE_CHIPS
@@ -201,17 +201,3 @@ def arch_labels(reference: str | None, devices: Sequence[str | None]) -> dict[st
     if mig is not None:
         labels[MIG_CAPABLE_LABEL] = "true" if mig else "false"
     return labels
-
-
-def without_shadowed(ours: Mapping[str, str], others: Mapping[str, str]) -> dict[str, str]:
-    """Our GPU-derived labels minus every ``nvidia.com/`` key another source supplies.
-
-    Where GFD's own NodeFeature (or features.d file) labels a node, its NVML values win
-    and ours are not published a second time under the same key. Keys outside
-    ``nvidia.com/`` are never dropped here.
-    """
-    return {
-        key: value
-        for key, value in ours.items()
-        if not (key.startswith("nvidia.com/") and key in others)
-    }

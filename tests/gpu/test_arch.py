@@ -17,7 +17,6 @@ from nfd.gpu.arch import (
     gfd_family,
     lookup,
     mig_capable,
-    without_shadowed,
 )
 from nfd.gpu.pcitable import DEVICE_CHIPS
 
@@ -132,26 +131,6 @@ def test_arch_labels_spelled_as_gfd() -> None:
     assert arch_labels("ffff", ["ffff"]) == {}
     # An unknown reference borrows nothing from a known second GPU except mig.capable.
     assert arch_labels("ffff", ["ffff", "2330"]) == {"nvidia.com/mig.capable": "true"}
-
-
-def test_without_shadowed_drops_keys_another_source_supplies() -> None:
-    ours = {
-        "nvidia.com/gpu.family": "hopper",
-        "nvidia.com/gpu.memory": "81559",
-        "nvidia.com/gpu.count": "8",
-        "feature.node.kubernetes.io/pci-0302_10de.present": "true",
-    }
-    gfd = {
-        "nvidia.com/gpu.memory": "81559",
-        "nvidia.com/gpu.count": "8",
-        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
-        "feature.node.kubernetes.io/pci-0302_10de.present": "true",
-    }
-    assert without_shadowed(ours, gfd) == {
-        "nvidia.com/gpu.family": "hopper",
-        "feature.node.kubernetes.io/pci-0302_10de.present": "true",  # not nvidia.com/
-    }
-    assert without_shadowed(ours, {}) == ours
 
 
 def test_generator_on_a_pci_ids_excerpt() -> None:

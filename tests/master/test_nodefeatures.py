@@ -164,6 +164,33 @@ def test_master_merges_grpc_then_nodefeatures_and_removes_only_once_listed() -> 
     assert applied[-1][1].desired.labels == {f"{FNK}/w": "grpc", f"{FNK}/s": "grpc"}
 
 
+def test_gfd_nodefeature_values_win_over_the_workers_gpu_labels() -> None:
+    """Our PCI-table GPU labels are a stand-in until GFD runs: its NodeFeature's values
+    replace them key by key, and keys only one side gives stay."""
+    master, store, applied = make_master()
+    master.set_known_nodes({"n1"})
+    store.synced.set()
+    master.handle_update(
+        "n1",
+        {
+            "nvidia.com/gpu.family": "hopper",
+            "nvidia.com/gpu.compute.major": "9",
+            "nvidia.com/gpu.count": "8",
+        },
+        None,
+    )
+    gfd = {"nvidia.com/gpu.count": "7", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    master.node_features_changed(
+        store.upsert(nf("gpu-operator", "nvidia-features-for-n1", "n1", gfd))
+    )
+    assert applied[-1][1].desired.labels == {
+        "nvidia.com/gpu.family": "hopper",
+        "nvidia.com/gpu.compute.major": "9",
+        "nvidia.com/gpu.count": "7",
+        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+    }
+
+
 def test_master_nodefeature_only_node_and_unknown_nodes() -> None:
     master, store, applied = make_master()
     store.synced.set()
