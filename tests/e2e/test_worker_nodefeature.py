@@ -27,11 +27,25 @@ from tests.e2e.master_harness import (
     unique,
 )
 from tests.e2e.test_master_nodefeatures import GROUP, PLURAL, VERSION, custom, install_nf_crd
-from tests.kube.controlplane import ControlPlane, wait_until
+from tests.kube.controlplane import ControlPlane, ControlPlaneError, wait_until
 
 NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
 VERSION_ANNOTATION = "nfd.node.kubernetes.io/worker.version"
 POD_UID_ANNOTATION = "nfd.node.kubernetes.io/worker.pod.uid"
+
+
+@pytest.fixture(scope="module")
+def control_plane() -> Iterator[ControlPlane]:
+    """This module's own etcd + kube-apiserver: its Pods stand in for a DaemonSet's, and
+    the DaemonSet controller other modules start on the session's plane deletes them."""
+    try:
+        plane = ControlPlane.start_new()
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 @pytest.fixture
