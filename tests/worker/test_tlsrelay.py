@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -180,3 +181,21 @@ def test_relay_close_removes_its_socket(pki) -> None:  # type: ignore[no-untyped
     assert sock.exists() and (sock.parent.stat().st_mode & 0o077) == 0
     relay.close()
     assert not sock.parent.exists()
+
+
+def test_daemon_mode_falls_back_to_set_labels_through_the_relay(backend, pki) -> None:  # type: ignore[no-untyped-def]
+    """The long-running publisher: FeatureStream is UNIMPLEMENTED on a Labeler-only master
+    (upstream v0.16), so it falls back to SetLabels, all through the relay."""
+    port, capture = backend
+    with alpnless_front(port, pki["ca"], *pki["master"]) as front:
+        p = publisher(front, pki)
+        p.update({"c": "3"}, Features())
+        p.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not capture.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            p.close()
+    assert capture.requests, "no SetLabels through the relay"
+    assert dict(capture.requests[0].labels) == {"c": "3"}
