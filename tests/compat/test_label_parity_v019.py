@@ -13,6 +13,7 @@ difference, so a row that no longer applies fails the test until it is removed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,30 @@ def test_every_host_tree_is_compared() -> None:
                 found.add(root.resolve())
     assert found, "no host trees found under tests/fixtures"
     assert found == {p.resolve() for p in TREES.values()}
+
+
+def _tree_files(root: Path) -> dict[str, bytes]:
+    """Relative path -> content (symlinks: their target) of every entry under root."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = b"-> " + os.fsencode(os.readlink(path))
+        elif path.is_file():
+            out[rel] = path.read_bytes()
+    return out
+
+
+def test_the_shared_fixture_trees_are_the_ones_compared() -> None:
+    """The team's shared trees (../shared/fixtures beside the main checkout, when present) are
+    compared through their byte-exact copies in tests/fixtures (tests/fixtures/README.md)."""
+    here = Path(__file__).resolve().parents[2]
+    candidates = [here.parent / "shared" / "fixtures", here.parents[1] / "shared" / "fixtures"]
+    shared = next((c for c in candidates if c.is_dir()), None)
+    if shared is None:
+        pytest.skip("no ../shared/fixtures beside this checkout (a clone has only the copies)")
+    names = sorted(p.name for p in shared.iterdir() if p.is_dir())
+    assert names, f"{shared} has no trees"
+    for name in names:
+        copy = here / "tests" / "fixtures" / name
+        assert _tree_files(shared / name) == _tree_files(copy), f"{copy} differs from {shared}"
