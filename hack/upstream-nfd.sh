@@ -3,7 +3,8 @@
 #
 #   hack/upstream-nfd.sh build          build (or reuse) v0.16.6's nfd-worker, nfd-master,
 #                                       kubectl-nfd and a second nfd-worker whose host path
-#                                       prefix is PREFIX_ROOT; and v0.19.0's three
+#                                       prefix is PREFIX_ROOT; and v0.19.0's three and
+#                                       its prefixed nfd-worker (same PREFIX_ROOT)
 #   hack/upstream-nfd.sh path <name>    print the cached binary's path (exit 1 if not built)
 #   hack/upstream-nfd.sh version        print the pinned version
 #   hack/upstream-nfd.sh env            print NFD_UPSTREAM_* variables for the tests and bench
@@ -35,7 +36,7 @@ BINARIES=(nfd-worker nfd-master kubectl-nfd nfd-worker-prefixed)
 # The newest upstream release (NodeFeature API only): its CRDs and manifests are what
 # deploy/ must stay compatible with (tests/deploy/test_crds.py, tests/e2e/test_deploy.py).
 NFD_UPSTREAM_CURRENT=${NFD_UPSTREAM_CURRENT:-v0.19.0}
-CURRENT_BINARIES=(nfd-worker nfd-master kubectl-nfd)
+CURRENT_BINARIES=(nfd-worker nfd-master kubectl-nfd nfd-worker-prefixed)
 
 log() { printf '[upstream-nfd] %s\n' "$*" >&2; }
 
@@ -163,6 +164,10 @@ build_current() {
   mkdir -p out
   go_env build -trimpath -ldflags "$ldflags" -o out/ \
     "$MODULE/cmd/nfd-worker" "$MODULE/cmd/nfd-master" "$MODULE/cmd/kubectl-nfd"
+  # v0.19 still takes its host prefix at link time (pkg/utils/hostpath.pathPrefix): the
+  # label-parity tests point this one at fixture trees through PREFIX_ROOT, as for v0.16.
+  go_env build -trimpath -ldflags "$ldflags -X $MODULE/pkg/utils/hostpath.pathPrefix=$PREFIX_ROOT" \
+    -o out/nfd-worker-prefixed "$MODULE/cmd/nfd-worker"
   for pkg in "${CURRENT_BINARIES[@]}"; do
     install -m 0755 "out/$pkg" "$(current_path "$pkg").tmp" &&
       mv -f "$(current_path "$pkg").tmp" "$(current_path "$pkg")"

@@ -209,6 +209,23 @@ def _derive_x86(names: set[str], info: CpuInfo, vendor: str) -> None:
         names.update(("TSA_L1_NO", "TSA_SQ_NO"))
 
 
+TSA_STATUS = "sys/devices/system/cpu/vulnerabilities/tsa"
+
+
+def tsa_no_from_sysfs(host: HostFS, info: CpuInfo) -> bool:
+    """Whether CPUID 0x80000021 ECX has TSA_SQ_NO and TSA_L1_NO, told by the kernel: it keeps
+    both bits out of cpuinfo, but marks an AMD CPU "Not affected" by TSA only when both are
+    set or the CPU is not a Zen 3/4 part (Linux 6.16+, arch/x86/kernel/cpu/common.c). A Zen
+    guest (``hypervisor``) or a family 0x19 (Zen 3/4) host has no other way to be "Not
+    affected", so there the answer is the CPUID bits klauspost/cpuid reads. Elsewhere the
+    kernel also says "Not affected" for parts without the bits: no answer from sysfs."""
+    if vendor_name(info.vendor) != "AMD":
+        return False
+    if "hypervisor" not in info.flags and info.family != 0x19:
+        return False
+    return (host.read_text(TSA_STATUS) or "").strip() == "Not affected"
+
+
 def cpuid_flags(info: CpuInfo) -> set[str]:
     """upstream's ``cpu.cpuid`` flag names for a parsed cpuinfo block."""
     if info.arch == "arm64":
@@ -354,6 +371,8 @@ class CpuSource(Source):
         text = host.read_text("proc/cpuinfo", limit=CPUINFO_READ_LIMIT)
         info = parse_cpuinfo(text or "")
         names = cpuid_flags(info)
+        if names and tsa_no_from_sysfs(host, info):
+            names.update(("TSA_L1_NO", "TSA_SQ_NO"))
         if text is None:
             log.debug("cpu: no proc/cpuinfo under %s: no cpuid or model features", host.prefix)
         else:

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import random
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ from nfd import __version__
 from nfd._proto import labeler_pb2, labeler_pb2_grpc, nfdstream_pb2, nfdstream_pb2_grpc
 from nfd.features import Features
 from nfd.wire import MAX_MESSAGE_BYTES, features_to_proto
+from nfd.worker import tlsrelay
 
 log = logging.getLogger("nfd-worker")
 
@@ -77,6 +79,8 @@ class Publisher:
         self.connected = threading.Event()
         self.last_ack: Any = None
         self.mode = ""  # "stream" or "unary" once connected
+        self._relay_logged = False
+        self._relay: tlsrelay.TlsRelay | None = None  # the latest, for its last error
 
     # -- public API ------------------------------------------------------------------
 
@@ -129,9 +133,11 @@ class Publisher:
                     self._unary_msg(labels, proto), timeout=timeout
                 )
         except grpc.RpcError as err:
-            raise PublishError(
-                f"cannot publish to master {self.server}: {err.code().name}: {err.details()}"
-            ) from None
+            why = f"{err.code().name}: {err.details()}"
+            relay_error = self._relay.last_error if self._relay is not None else None
+            if relay_error:
+                why += f" ({relay_error})"
+            raise PublishError(f"cannot publish to master {self.server}: {why}") from None
         except OSError as err:
             raise PublishError(f"cannot read TLS files: {err}") from None
 
@@ -156,12 +162,40 @@ class Publisher:
         ]
         if not self.ca_file:
             return grpc.insecure_channel(self.server, options=options)
+        relayed = self._relayed_channel(options)
+        if relayed is not None:
+            return relayed
         if self.server_name_override:
             options.append(("grpc.ssl_target_name_override", self.server_name_override))
         with open(self.ca_file, "rb") as ca, open(self.key_file or "", "rb") as key:
             with open(self.cert_file or "", "rb") as cert:
                 creds = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
         return grpc.secure_channel(self.server, creds, options=options)
+
+    def _relayed_channel(self, options: list[tuple[str, Any]]) -> grpc.Channel | None:
+        """A channel through :class:`TlsRelay` when the master answers TLS without selecting
+        ALPN ``h2`` (upstream v0.16), which grpcio's own TLS refuses; None otherwise."""
+        target = tlsrelay.split_target(self.server)
+        if target is None or not (self.ca_file and self.cert_file and self.key_file):
+            return None
+        host, port = target
+        name = self.server_name_override or host
+        try:
+            ctx = tlsrelay.client_context(self.ca_file, self.cert_file, self.key_file)
+        except ssl.SSLError:
+            return None  # grpcio reports the bad files in its own words
+        if tlsrelay.negotiates_h2(host, port, ctx, name) is not False:
+            return None
+        if not self._relay_logged:
+            log.info(
+                "master %s selects no ALPN protocol (upstream v0.16 does not); carrying gRPC "
+                "over the worker's own mTLS connection (Python ssl), as grpcio refuses it",
+                self.server,
+            )
+            self._relay_logged = True
+        relay = self._relay = tlsrelay.TlsRelay(host, port, ctx, name)
+        options = [*options, ("grpc.default_authority", name)]
+        return _RelayChannel(grpc.insecure_channel(relay.target, options=options), relay)
 
     def _update_msg(self, seq: int, labels: Mapping[str, str], features: Any) -> Any:
         msg = nfdstream_pb2.Update(
@@ -309,6 +343,43 @@ class Publisher:
                     return
                 self._wake.wait(5.0)
                 self._wake.clear()
+
+
+class _RelayChannel(grpc.Channel):
+    """A grpcio channel to a :class:`TlsRelay`; closing it closes the relay too."""
+
+    def __init__(self, inner: grpc.Channel, relay: tlsrelay.TlsRelay) -> None:
+        self._inner, self.relay = inner, relay
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._inner.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._inner.unsubscribe(callback)
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.unary_unary(method, *args, **kwargs)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.unary_stream(method, *args, **kwargs)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_unary(method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_stream(method, *args, **kwargs)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self.relay.close()
+
+    def __enter__(self) -> _RelayChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _drain(q: queue.Queue[Any]) -> Iterator[Any]:

@@ -83,7 +83,8 @@ def current_source() -> Path:
 
 
 def current_binary(name: str) -> Path:
-    """Path of a cached upstream v0.19 binary: nfd-worker, nfd-master, kubectl-nfd."""
+    """Path of a cached upstream v0.19 binary: nfd-worker, nfd-master, kubectl-nfd,
+    nfd-worker-prefixed."""
     var = "NFD_UPSTREAM_CURRENT_" + name.upper().replace("-", "_")
     path = Path(script_env()[var])
     if not os.access(path, os.X_OK):
@@ -153,32 +154,42 @@ def parse_worker_labels(log: str) -> dict[str, str]:
 
 
 def upstream_worker_argv(
-    workdir: Path, *, prefixed: bool = False, extra: tuple[str, ...] = ()
+    workdir: Path,
+    *,
+    prefixed: bool = False,
+    extra: tuple[str, ...] = (),
+    current: bool = False,
 ) -> list[str]:
     """argv of ``nfd-worker -oneshot -no-publish`` with defaults only (an empty config) and the
-    label dump enabled."""
+    label dump enabled. `current`: v0.19.0's worker instead of v0.16.6's. v0.19 has no
+    -metrics (its -port serves metrics and health, and -oneshot returns before serving) and
+    no gRPC; like v0.16 it builds a Kubernetes client at start, so it gets the dummy
+    kubeconfig too, and its host prefix is the same link-time constant (PREFIX_ROOT)."""
     config = workdir / "nfd-worker.conf"
     if not config.exists():
         config.write_text("# defaults only\n")
     kubeconfig = workdir / "kubeconfig"
     if not kubeconfig.exists():
         write_dummy_kubeconfig(kubeconfig)
+    name = "nfd-worker-prefixed" if prefixed else "nfd-worker"
     return [
-        str(binary("nfd-worker-prefixed" if prefixed else "nfd-worker")),
+        str(current_binary(name) if current else binary(name)),
         "-oneshot",
         "-no-publish",
         f"-config={config}",
         f"-kubeconfig={kubeconfig}",
-        "-metrics=0",
+        "-port=0" if current else "-metrics=0",
         "-v=1",
         *extra,
     ]
 
 
-def run_upstream_worker(workdir: Path, *, prefixed: bool = False) -> dict[str, str]:
+def run_upstream_worker(
+    workdir: Path, *, prefixed: bool = False, current: bool = False
+) -> dict[str, str]:
     env = {**os.environ, "NODE_NAME": "compat-node"}
     proc = subprocess.run(
-        upstream_worker_argv(workdir, prefixed=prefixed),
+        upstream_worker_argv(workdir, prefixed=prefixed, current=current),
         capture_output=True,
         text=True,
         env=env,
@@ -253,8 +264,6 @@ def prefix_root(tree: Path) -> Iterator[Path]:
 # docs/compatibility.md: the list of known, explained differences
 
 KINDS = ("only-ours", "only-upstream", "value", "any")
-_TABLE_BEGIN = "<!-- label-differences:begin -->"
-_TABLE_END = "<!-- label-differences:end -->"
 
 
 @dataclass(frozen=True)
@@ -275,13 +284,17 @@ class Allowed:
         return scope_ok and kind_ok and fnmatch.fnmatchcase(label, self.pattern)
 
 
-def parse_allowed(text: str, source: str = "docs/compatibility.md") -> list[Allowed]:
-    """Rows of the machine-readable table between the label-differences markers."""
+def parse_allowed(
+    text: str, source: str = "docs/compatibility.md", table: str = "label-differences"
+) -> list[Allowed]:
+    """Rows of the machine-readable table between the `table` markers
+    (``<!-- label-differences:begin -->`` for v0.16, ``label-differences-v0.19`` for v0.19)."""
+    begin, end = f"<!-- {table}:begin -->", f"<!-- {table}:end -->"
     try:
-        body = text.split(_TABLE_BEGIN, 1)[1].split(_TABLE_END, 1)[0]
+        body = text.split(begin, 1)[1].split(end, 1)[0]
     except IndexError:
-        raise ValueError(f"{source}: no {_TABLE_BEGIN} ... {_TABLE_END} table") from None
-    first = text[: text.index(_TABLE_BEGIN)].count("\n") + 1
+        raise ValueError(f"{source}: no {begin} ... {end} table") from None
+    first = text[: text.index(begin)].count("\n") + 1
     rows: list[Allowed] = []
     for offset, raw in enumerate(body.splitlines()):
         line = raw.strip()
@@ -304,8 +317,8 @@ def parse_allowed(text: str, source: str = "docs/compatibility.md") -> list[Allo
     return rows
 
 
-def load_allowed() -> list[Allowed]:
-    return parse_allowed(COMPAT_DOC.read_text())
+def load_allowed(table: str = "label-differences") -> list[Allowed]:
+    return parse_allowed(COMPAT_DOC.read_text(), table=table)
 
 
 def load_allowed_features() -> list[AllowedFeature]:

@@ -202,45 +202,88 @@ def test_our_worker_to_upstream_master(harness: Harness) -> None:
     assert "gRPC SetLabels request received" in master.text()
 
 
-def test_our_worker_to_upstream_master_mtls_alpn(harness: Harness) -> None:
-    """Known limit (docs/compatibility.md §3): upstream v0.16's master hands its TLS settings
-    over through tls.Config.GetConfigForClient without NextProtos, so it negotiates no ALPN.
-    Current gRPC clients (grpc-core, grpc-go >= 1.67) refuse such a server; upstream's own
-    v0.16 worker (grpc-go 1.63) does not check. The certificates are fine: upstream's worker
-    gets through with the very same ones, ours is refused with the ALPN error."""
+def alpn_of(port: int, ca: CA, cert: Path, key: Path) -> str:
+    """What openssl s_client reports for ALPN when it offers h2 to 127.0.0.1:port with the
+    worker's certificate: "No ALPN negotiated" or "ALPN protocol: h2"."""
+    out = subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-alpn",
+            "h2",
+            "-servername",
+            "nfd-master",
+            "-CAfile",
+            str(ca.ca_file),
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return next((ln.strip() for ln in out.splitlines() if "ALPN" in ln), f"no ALPN line:\n{out}")
+
+
+def test_our_worker_to_upstream_master_mtls(harness: Harness) -> None:
+    """docs/compatibility.md §3: upstream v0.16's master hands its TLS settings over through
+    tls.Config.GetConfigForClient without NextProtos, so it selects no ALPN (openssl shows it);
+    grpcio refuses such a server, so our worker carries gRPC over its own mTLS connection
+    (nfd/worker/tlsrelay.py). The labels land; --verify-node-name still refuses a worker whose
+    certificate names another node."""
     node = register_kubelet_node(harness, "our-mtls")
     ca, (mcert, mkey), (wcert, wkey) = make_pki(harness.tmp, node)
-    _, port = start_upstream_master(
+    master, port = start_upstream_master(
         harness,
         f"-ca-file={ca.ca_file}",
         f"-cert-file={mcert}",
         f"-key-file={mkey}",
         "-verify-node-name",
     )
-    theirs = upstream_worker(
-        harness,
-        node,
-        f"127.0.0.1:{port}",
-        f"-ca-file={ca.ca_file}",
-        f"-cert-file={wcert}",
-        f"-key-file={wkey}",
-        "-server-name-override=nfd-master",
-    )
-    assert wait_exit(theirs) == 0, f"upstream worker failed over mTLS:\n{theirs.text()}"
-    harness.wait_labels(node, lambda lb: bool(nfd_labels(lb)), "upstream labels over mTLS", 30)
-
-    ours = our_oneshot_worker(
-        harness,
-        node,
-        port,
-        "cpu-only",
+    assert alpn_of(port, ca, wcert, wkey) == "No ALPN negotiated"
+    tls = (
         f"--ca-file={ca.ca_file}",
         f"--cert-file={wcert}",
         f"--key-file={wkey}",
         "--server-name-override=nfd-master",
     )
-    code = wait_exit(ours)
-    assert code != 0 and "ALPN" in ours.text(), (
-        f"our worker over mTLS to upstream v0.16 master: exit {code}. If this now works, "
-        f"update docs/compatibility.md §3 and assert the labels instead.\n{ours.text()}"
+    ours = our_oneshot_worker(harness, node, port, "cpu-only", *tls)
+    assert wait_exit(ours) == 0, f"our worker over mTLS to upstream v0.16:\n{ours.text()}"
+    assert "selects no ALPN protocol" in ours.text()
+    exported = our_export("cpu-only", harness.tmp / "features")
+    want = {(k if "/" in k else f"{FNK}/{k}"): v for k, v in exported.items()}
+    labels = harness.wait_labels(
+        node, lambda lb: nfd_labels(lb) == want, "our labels over mTLS", timeout=30
     )
+    assert nfd_labels(labels) == want
+    assert "gRPC SetLabels request received" in master.text()
+
+    # The master verified our client certificate: the same certificate publishing for another
+    # node is refused by -verify-node-name, and that node gets nothing.
+    victim = register_kubelet_node(harness, "our-victim")
+    impostor = our_oneshot_worker(harness, victim, port, "cpu-only", *tls)
+    assert wait_exit(impostor) != 0, f"impostor was accepted:\n{impostor.text()}"
+    assert nfd_labels(harness.node_labels(victim)) == {}
+
+    # A certificate from another CA does not get through the relay either.
+    (harness.tmp / "other").mkdir()
+    other = CA(harness.tmp / "other")
+    ocert, okey = other.issue(node, sans=[node])
+    stranger = our_oneshot_worker(
+        harness,
+        node,
+        port,
+        "cpu-only",
+        f"--ca-file={ca.ca_file}",
+        f"--cert-file={ocert}",
+        f"--key-file={okey}",
+        "--server-name-override=nfd-master",
+    )
+    assert wait_exit(stranger) != 0, f"foreign certificate was accepted:\n{stranger.text()}"
+    # ... and the worker says why: the master's TLS alert, carried into its error.
+    assert "alert unknown ca" in stranger.text().split("failed: ", 1)[-1], stranger.text()

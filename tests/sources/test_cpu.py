@@ -536,3 +536,29 @@ def test_this_machine_labels_agree_with_proc_cpuinfo():
     assert got[f"{NS}cpu-model.id"] == str(info.model)
     in_vm = "hypervisor" in info.flags
     assert (got[f"{NS}cpu-model.hypervisor"] != "none") == in_vm
+
+
+@pytest.mark.parametrize(
+    ("flags", "vendor", "family", "status", "want"),
+    [
+        # A Zen guest (this development machine: EPYC 0x19/0x11 under KVM): the kernel says
+        # "Not affected" only when CPUID carries both bits, which upstream v0.19 reports.
+        ("fpu sse hypervisor", "AuthenticAMD", 0x19, "Not affected", True),
+        ("fpu sse hypervisor", "AuthenticAMD", 0x19, "Vulnerable: Clear CPU buffers", False),
+        # Zen 3/4 bare metal: in the kernel's list, so "Not affected" means the bits too.
+        ("fpu sse", "AuthenticAMD", 0x19, "Not affected", True),
+        # Zen 5 bare metal (a model klauspost does not mark by itself): not in the kernel's
+        # list, "Not affected" whatever CPUID says: no answer.
+        ("fpu sse", "AuthenticAMD", 0x1A, "Not affected", False),
+        ("fpu sse hypervisor", "GenuineIntel", 6, "Not affected", False),
+        ("fpu sse hypervisor", "AuthenticAMD", 0x19, None, False),
+    ],
+)
+def test_tsa_no_bits_from_the_kernels_tsa_status(tmp_path, flags, vendor, family, status, want):
+    model = 0x50 if family == 0x1A else 0x11
+    files = {"proc/cpuinfo": cpuinfo(flags, vendor=vendor, family=family, model=model)}
+    if status is not None:
+        files["sys/devices/system/cpu/vulnerabilities/tsa"] = status + "\n"
+    host = write_tree(tmp_path, files)
+    names = discover(host).flags["cpu.cpuid"]
+    assert ({"TSA_L1_NO", "TSA_SQ_NO"} <= set(names)) is want
