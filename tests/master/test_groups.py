@@ -238,3 +238,49 @@ def test_the_master_feeds_merged_features_and_node_deletion() -> None:
     # Its objects gone: the node has no features and belongs to no group.
     master.node_features_changed(store.remove(("nfd", "b")))
     assert master.groups.pending() == []
+
+
+class FakeApi:
+    """The status subresource of CustomObjectsApi: records writes, fails when told."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, Any]] = []
+        self.fail = 0
+
+    def patch_namespaced_custom_object_status(self, *args: Any, **kwargs: Any) -> None:
+        assert kwargs.get("_content_type") == "application/merge-patch+json"
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("API down")
+        self.writes.append((args[4], args[5]))
+
+
+def test_only_the_leader_writes_and_failed_writes_are_retried() -> None:
+    import threading
+    import time
+
+    from nfd.master.groups import NodeFeatureGroupWatcher
+
+    groups = make({"n1": kernel("6")})
+    leading = [False]
+    watcher = NodeFeatureGroupWatcher(
+        None, "nfd", groups, leading=lambda: leading[0], ready=lambda: True
+    )
+    api = watcher.api = FakeApi()
+    api.fail = 1
+    groups.set_group(group("g", kernel_rule("6")))
+    # The writer alone (no watch: the group was set above).
+    threading.Thread(target=watcher._write_loop, daemon=True).start()
+    try:
+        time.sleep(0.3)
+        assert api.writes == []  # a standby writes nothing
+        leading[0] = True
+        deadline = time.monotonic() + 5
+        while not api.writes and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The first attempt failed; the retry wrote it, once.
+        assert api.writes == [("g", status_body(["n1"]))]
+        time.sleep(0.3)
+        assert len(api.writes) == 1 and groups.pending() == []
+    finally:
+        watcher.stop()
