@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,10 @@ GATE = "NodeFeatureGroupAPI"
 # Changes that arrive together (a NodeFeature list, a group over many nodes) go out as
 # one write per group after this many seconds.
 WRITE_DELAY = 0.05
+# After a restart the master knows a gRPC worker's features only once the worker has
+# reconnected (its backoff is at most 30 s): until this many seconds after the first
+# complete list, a node the status names and whose features are not known yet stays.
+UNKNOWN_GRACE = 60.0
 
 
 def gate_enabled(gates: Any) -> bool:
@@ -114,6 +119,9 @@ class NodeFeatureGroups:
         self._on_error = on_error or (lambda message: log.error("%s", message))
         self._lock = threading.Lock()
         self._groups: dict[str, _Group] = {}
+        self._seen: set[str] = set()  # nodes whose features (or absence) are known
+        self._tracking = True  # _seen is kept until the grace is over
+        self._hold_until: float | None = None  # keep unknown members until then
         self.changed = threading.Event()  # set when some group may need a write
         self.evaluations = 0  # rule-set evaluations (one group on one node), for tests
 
@@ -135,7 +143,11 @@ class NodeFeatureGroups:
                 rules = load_group_rules(obj, self._on_error)
                 group = _Group(spec, rules, status_names(obj))
                 for node, proto in self._inputs():
-                    if proto is not None and self._matches(rules, features_from_proto(proto)):
+                    if proto is None:
+                        continue
+                    if self._tracking:
+                        self._seen.add(node)
+                    if self._matches(rules, features_from_proto(proto)):
                         group.members.add(node)
                 self._groups[name] = group
                 log.info(
@@ -161,6 +173,8 @@ class NodeFeatureGroups:
     def node_features(self, node: str, proto: v1alpha1_pb2.Features | None) -> None:
         """The node's merged features now (None: it has none and belongs to no group)."""
         with self._lock:
+            if self._tracking:
+                self._seen.add(node)
             if not self._groups:
                 return
             features = features_from_proto(proto) if proto is not None else None
@@ -194,12 +208,27 @@ class NodeFeatureGroups:
             group = self._groups.get(name)
             return None if group is None else sorted(group.members)
 
-    def pending(self) -> list[tuple[str, list[str]]]:
-        """(group, node names) for each group whose status differs from its members."""
+    def hold_unknown(self, seconds: float) -> None:
+        """From now on for ``seconds``, a member in a status whose node's features are not
+        known yet stays (see UNKNOWN_GRACE); called once, when everything is listed."""
         with self._lock:
+            if self._hold_until is None:
+                self._hold_until = time.monotonic() + seconds
+
+    def pending(self, now: float | None = None) -> list[tuple[str, list[str]]]:
+        """(group, node names) for each group whose status differs from what it should be:
+        its members (and, during the grace, the listed nodes not known yet)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            holding = self._hold_until is not None and now < self._hold_until
+            if not holding and self._hold_until is not None and self._tracking:
+                self._tracking, self._seen = False, set()  # needed only during the grace
             out = []
             for name, group in sorted(self._groups.items()):
-                want = sorted(group.members)
+                kept = group.members
+                if holding:
+                    kept = kept | {n for n in group.observed if n not in self._seen}
+                want = sorted(kept)
                 if want != group.observed:
                     out.append((name, want))
             return out
@@ -232,11 +261,13 @@ class NodeFeatureGroupWatcher:
         ready: Callable[[], bool],
         on_write: Callable[[], None] | None = None,
         watch_seconds: int = 300,
+        unknown_grace: float = UNKNOWN_GRACE,
     ) -> None:
         from kubernetes import client
 
         self.api: Any = client.CustomObjectsApi(api_client)
         self.namespace = namespace
+        self.unknown_grace = unknown_grace
         self.groups = groups
         self.leading, self.ready = leading, ready
         self.on_write = on_write or (lambda: None)
@@ -331,6 +362,7 @@ class NodeFeatureGroupWatcher:
             if not leading or not self.ready():
                 was_leading = leading and was_leading
                 continue
+            self.groups.hold_unknown(self.unknown_grace)
             if changed.is_set() or not was_leading:
                 self._stop.wait(WRITE_DELAY)  # let a burst of changes settle
             changed.clear()

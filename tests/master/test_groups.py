@@ -284,3 +284,24 @@ def test_only_the_leader_writes_and_failed_writes_are_retried() -> None:
         assert len(api.writes) == 1 and groups.pending() == []
     finally:
         watcher.stop()
+
+
+def test_after_a_restart_a_member_not_known_yet_stays_for_the_grace() -> None:
+    """A gRPC worker's node is known only once its worker reconnects: the status keeps it
+    until then (or the grace ends); a node known not to match goes at once."""
+    import time
+
+    groups = make({"n1": kernel("5")})
+    groups.set_group(group("g", kernel_rule("6"), nodes=["grpc", "n1"]))
+    groups.hold_unknown(60)
+    assert groups.pending() == [("g", ["grpc"])]  # n1 is known: it does not match
+    groups.written("g", ["grpc"])
+    assert groups.pending() == []
+    groups.node_features("grpc", kernel("5"))  # its worker is back: it does not match
+    assert groups.pending() == [("g", [])]
+    # Unknown until the grace ends.
+    groups = make({})
+    groups.set_group(group("g", kernel_rule("6"), nodes=["gone"]))
+    groups.hold_unknown(60)
+    assert groups.pending() == []
+    assert groups.pending(now=time.monotonic() + 61) == [("g", [])]
