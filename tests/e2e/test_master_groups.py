@@ -187,3 +187,87 @@ def test_gate_off_writes_nothing(harness: Harness, namespace: str) -> None:
     time.sleep(2.0)
     assert status_nodes(plane, namespace, "kernel6") is None
     assert "NodeFeatureGroup" not in master.text()
+
+
+def test_same_status_as_upstream_v019_master(
+    harness: Harness, namespace: str, tmp_path: Path
+) -> None:
+    """Upstream v0.19.0's own nfd-master (gate on) and ours, one after the other on the
+    same NodeFeature objects and groups: the same status on every group."""
+    from tests.compat.upstream import current_binary, register_kubelet_node
+    from tests.kube.controlplane import free_port
+
+    plane = harness.plane
+    a, b = f"{namespace}-a", f"{namespace}-b"
+    for node, major in ((a, "6"), (b, "5")):
+        register_kubelet_node(plane, node)
+        harness.nodes.append(node)
+        # Upstream names the member from the node's system.name/nodename (its worker's).
+        feats = kernel(major)
+        feats["attributes"]["system.name"] = {"elements": {"nodename": node}}
+        create(plane, nodefeature(namespace, node, node, {}, feats))
+
+    def rule(name: str, major: str) -> dict[str, Any]:
+        expr = {"major": {"op": "In", "value": [major]}}
+        return {
+            "name": name,
+            "matchFeatures": [{"feature": "kernel.version", "matchExpressions": expr}],
+        }
+
+    groups = {
+        "kernel6": [rule("six", "6")],
+        "any": [
+            {
+                "name": "any",
+                "matchAny": [{"matchFeatures": rule("x", m)["matchFeatures"]} for m in ("9", "5")],
+            }
+        ],
+        "both": [{**rule("six", "6"), "vars": {"six": "true"}}, rule("five", "5")],
+        "none": [rule("seven", "7")],
+    }
+
+    def create_groups() -> None:
+        for name, rules in groups.items():
+            obj = group(namespace, name, "0")
+            obj["spec"]["featureGroupRules"] = rules
+            custom(plane).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, obj)
+
+    def statuses() -> dict[str, Any]:
+        return {name: get_group(plane, namespace, name).get("status") for name in groups}
+
+    def settled() -> dict[str, Any] | None:
+        got = statuses()
+        return got if all(got[n] is not None for n in ("kernel6", "any", "both")) else None
+
+    create_groups()
+    config = tmp_path / "nfd-master.conf"
+    config.write_text("# defaults only\n")
+    upstream = harness.spawn(
+        "upstream-v0.19-master",
+        [
+            str(current_binary("nfd-master")),
+            f"-kubeconfig={plane.kubeconfig}",
+            f"-config={config}",
+            f"-port={free_port()}",
+            "-feature-gates=NodeFeatureGroupAPI=true",
+        ],
+        env={"NODE_NAME": a, "KUBERNETES_NAMESPACE": namespace},
+    )
+    theirs = wait_until(settled, 60, "upstream's group statuses", interval=0.2)
+    time.sleep(2.0)  # its one-second batches: nothing more comes
+    assert statuses() == theirs
+    upstream.stop()
+    assert theirs == {
+        "kernel6": {"nodes": [{"name": a}]},
+        "any": {"nodes": [{"name": b}]},
+        "both": {"nodes": [{"name": a}, {"name": b}]},
+        "none": None,
+    }, upstream.text()[-3000:]
+
+    for name in groups:
+        custom(plane).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    create_groups()
+    harness.master(f"--namespace={namespace}", "--feature-gates=NodeFeatureGroupAPI=true")
+    ours = wait_until(settled, 30, "our group statuses", interval=0.1)
+    time.sleep(1.0)
+    assert statuses() == ours == theirs
