@@ -271,3 +271,38 @@ def test_same_status_as_upstream_v019_master(
     ours = wait_until(settled, 30, "our group statuses", interval=0.1)
     time.sleep(1.0)
     assert statuses() == ours == theirs
+
+
+def test_only_the_leader_writes_group_status(harness: Harness, namespace: str) -> None:
+    """Two replicas under leader election: the standby writes nothing; once the leader
+    dies it takes over and writes what changed."""
+    import signal
+
+    plane = harness.plane
+    a, b = register(harness, "grp-ha-a"), register(harness, "grp-ha-b")
+    create(plane, nodefeature(namespace, a, a, {}, kernel("6")))
+    create(plane, nodefeature(namespace, b, b, {}, kernel("5")))
+    lease = (
+        f"--namespace={namespace}",
+        "--feature-gates=NodeFeatureGroupAPI=true",
+        "--enable-leader-election",
+        "--leader-elect-lease-duration=3s",
+        "--leader-elect-renew-deadline=2s",
+        "--leader-elect-retry-period=0.5s",
+    )
+    leader, _ = harness.master(*lease)
+    standby, _ = harness.master(*lease, wait=False)
+    wait_until(lambda: "serving gRPC" in standby.text(), 60, "the standby to start")
+    custom(plane).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, group(namespace, "kernel6", "6")
+    )
+    timed(harness, namespace, "kernel6", [a], "the leader's write")
+    set_kernel(plane, namespace, b, "6")
+    timed(harness, namespace, "kernel6", [a, b], "the leader's second write")
+    assert "status.nodes" in leader.text()
+    assert "status.nodes" not in standby.text()
+
+    leader.stop(signal.SIGKILL)
+    set_kernel(plane, namespace, a, "5")
+    timed(harness, namespace, "kernel6", [b], "the new leader's write")
+    assert "became leader" in standby.text() and "status.nodes" in standby.text()
