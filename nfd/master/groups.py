@@ -215,6 +215,13 @@ class NodeFeatureGroups:
             if self._hold_until is None:
                 self._hold_until = time.monotonic() + seconds
 
+    def in_grace(self) -> bool:
+        """While (or just after) unknown members are kept: the status is compared every
+        second then, so the grace's end is written without another change."""
+        with self._lock:
+            until = self._hold_until
+        return until is not None and time.monotonic() < until + 2.0
+
     def pending(self, now: float | None = None) -> list[tuple[str, list[str]]]:
         """(group, node names) for each group whose status differs from what it should be:
         its members (and, during the grace, the listed nodes not known yet)."""
@@ -363,7 +370,10 @@ class NodeFeatureGroupWatcher:
                 was_leading = leading and was_leading
                 continue
             self.groups.hold_unknown(self.unknown_grace)
-            if changed.is_set() or not was_leading:
+            woke = changed.is_set() or not was_leading
+            if not woke and not self.groups.in_grace():
+                continue  # nothing changed: nothing to compare
+            if woke:
                 self._stop.wait(WRITE_DELAY)  # let a burst of changes settle
             changed.clear()
             was_leading = True
