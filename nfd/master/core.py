@@ -22,9 +22,9 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nfd._proto import labeler_pb2, v1alpha1_pb2
 from nfd.gpu.marking import GPU_HARDWARE_FEATURES, features_show_nvidia_gpu
@@ -34,6 +34,9 @@ from nfd.master.nodefeatures import NodeFeatureStore, NodeInput, merge_features_
 from nfd.master.policy import Desired, PolicyConfig, Rejection, auto_prefix, build_desired
 from nfd.master.queue import NodeGone, NodeQueue, Permanent
 from nfd.wire import MAX_LABELS, features_from_proto
+
+if TYPE_CHECKING:
+    from nfd.master.groups import NodeFeatureGroups
 
 log = logging.getLogger("nfd-master")
 
@@ -269,6 +272,9 @@ class Master:
         # NodeFeature objects (the CLI's NodeFeatureWatcher fills it): merged into every
         # node's input after the node's gRPC worker state (docs/compatibility.md).
         self.node_features: NodeFeatureStore | None = None
+        # NodeFeatureGroups (gate NodeFeatureGroupAPI): told each node's merged features
+        # after it is processed, and of each node that goes.
+        self.groups: NodeFeatureGroups | None = None
         self.queue: NodeQueue[WorkItem] | None = None
         if apply is not None:
             self.queue = NodeQueue(
@@ -431,6 +437,8 @@ class Master:
         with self._lock:
             if self._known is not None:
                 self._known.discard(name)
+        if self.groups is not None:
+            self.groups.node_gone(name)
         if self.forget(name):
             log.info("node %s deleted: its state dropped", name)
         if self.queue is not None:
@@ -441,6 +449,8 @@ class Master:
         with self._lock:
             st = self._nodes.pop(name, None)
             self.metrics.node_states.set(len(self._nodes))
+        if self.groups is not None:
+            self.groups.node_gone(name)
         if st is None:
             return False
         self._trimmer.note()
@@ -460,6 +470,25 @@ class Master:
                 del self._nodes[next(iter(self._nodes))]
             self.metrics.node_states.set(len(self._nodes))
         return st
+
+    def node_inputs(self) -> Iterator[tuple[str, v1alpha1_pb2.Features | None]]:
+        """(node, merged features) of every existing node the master has input for:
+        what NodeFeatureGroups are evaluated on when a group is added or changed. Takes
+        no node lock (the caller may hold the groups' lock)."""
+        store = self.node_features
+        with self._lock:
+            known = None if self._known is None else set(self._known)
+            blobs = {name: st.blob for name, st in self._nodes.items()}
+        names = set(blobs) | (store.nodes() if store is not None else set())
+        for name in sorted(names):
+            if known is not None and name not in known:
+                continue
+            features: v1alpha1_pb2.Features | None = None
+            blob = blobs.get(name)
+            if blob:
+                features = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob)).features
+            _, features = _combine({}, features, self._node_input(name))
+            yield name, features
 
     # -- connections -------------------------------------------------------------
 
@@ -596,6 +625,8 @@ class Master:
                 st.digest, st.blob = digest, blob
             st.rules_generation = generation
         self.submit(node, WorkItem(desired, allow_remove))
+        if self.groups is not None:
+            self.groups.node_features(node, features)
         return Result(labels=desired.labels, rejected=rejected)
 
     def _log_rejections(self, node: str, st: _NodeState, rejected: list[Rejection]) -> None:

@@ -144,6 +144,23 @@ def _serve(
             nf_watch.start()
         if gc is not None:
             gc.start()
+    group_watch = None
+    if api_client is not None and group_gate_enabled(args):
+        from nfd.master.groups import NodeFeatureGroups, NodeFeatureGroupWatcher
+
+        master.groups = NodeFeatureGroups(master.node_inputs)
+        group_watch = NodeFeatureGroupWatcher(
+            api_client,
+            _namespace(args.namespace),
+            master.groups,
+            leading=lambda: master.serving(),
+            ready=lambda: (
+                (node_watch is None or node_watch.synced.is_set())
+                and (nf_watch is None or nf_watch.store.synced.is_set())
+            ),
+            on_write=metrics.group_updates.inc,
+        )
+        group_watch.start()
     config_watch = None
     if args.config:
         reload = ConfigReloader(
@@ -277,6 +294,8 @@ def _serve(
         nf_watch.stop()
     if gc:
         gc.stop()
+    if group_watch:
+        group_watch.stop()
     return exit_code[0]
 
 
@@ -289,6 +308,13 @@ def nodefeature_api_enabled(args: argparse.Namespace) -> bool:
     if isinstance(gates, dict):
         return bool(gates.get("NodeFeatureAPI", True))
     return True
+
+
+def group_gate_enabled(args: argparse.Namespace) -> bool:
+    """The NodeFeatureGroupAPI feature gate (off by default, as in upstream v0.19)."""
+    from nfd.master.groups import gate_enabled
+
+    return gate_enabled(getattr(args, "feature_gates", None))
 
 
 def _page_size(args: argparse.Namespace, running: MasterConfig) -> int:

@@ -92,6 +92,11 @@ class MasterMetrics:
         )
 
         # As upstream's nfd-gc, whose work the master does for NodeFeature objects.
+        self.group_updates = Counter(
+            "nfd_master_node_feature_group_update_requests",
+            "NodeFeatureGroup status.nodes writes (upstream: group evaluations)",
+            registry=r,
+        )
         self.gc_deleted = Counter(
             "nfd_gc_objects_deleted",
             "NodeFeature objects deleted because their Node is gone (kind: NodeFeature)",
