@@ -143,6 +143,10 @@ def origin_text(entry: dict[str, Any]) -> str:
         return "rule labelsTemplate"
     if kind == "gpu-marking":
         return str(entry.get("detail") or "GPU marking")
+    if kind == "NodeFeature":
+        text = f"NodeFeature {entry.get('nodeFeature', '?')}"
+        overridden = len(entry.get("overrides") or [])
+        return text + (f" (won over {overridden})" if overridden else "")
     return str(kind)
 
 
@@ -161,6 +165,11 @@ def legend(labels: list[dict[str, Any]]) -> str:
         )
     if "NodeFeatureRule" in kinds:
         lines.append("rule NFR/RULE: rule RULE of NodeFeatureRule NFR")
+    if "NodeFeature" in kinds:
+        lines.append(
+            "NodeFeature NS/NAME: spec.labels of that NodeFeature object (another agent's); "
+            "won over N: N others gave the label too (`explain NODE LABEL` names them)"
+        )
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
@@ -178,6 +187,8 @@ def long_origin(entry: dict[str, Any]) -> str:
         if source == "custom":
             return "nfd-worker: a custom source rule, or another label the worker sent"
         return f"nfd-worker's {source} source, feature {entry.get('feature', '')}"
+    if kind == "NodeFeature":
+        return f"spec.labels of NodeFeature {entry.get('nodeFeature', '?')}"
     if kind == "NodeFeatureRule" and "rule" in entry:
         return f"rule {entry['rule']} of NodeFeatureRule {entry.get('nodeFeatureRule', '?')}"
     return origin_text(entry)
@@ -235,7 +246,20 @@ def render_label(one: dict[str, Any]) -> str:
     name = one["name"]
     if one.get("set"):
         lines.append(f"{name}={one.get('value')}")
-        lines.append(f"  origin: {long_origin(one.get('origin') or {})}")
+        origin = one.get("origin") or {}
+        lines.append(f"  origin: {long_origin(origin)}")
+        if origin.get("origin") == "worker" and origin.get("nodeFeature"):
+            lines.append(f"  published in the worker's NodeFeature {origin['nodeFeature']}")
+        for other in origin.get("overrides") or []:
+            who = (
+                f"NodeFeature {other['nodeFeature']}"
+                if "nodeFeature" in other
+                else "nfd-worker (gRPC)"
+            )
+            lines.append(
+                f"  also given by {who} as {other.get('value')!r}: overridden (upstream's "
+                "merge order: the last NodeFeature object wins)"
+            )
     else:
         lines.append(f"{name}: not set on this node")
         if one.get("rejected"):
