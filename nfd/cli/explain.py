@@ -127,8 +127,9 @@ def _document(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def origin_text(entry: dict[str, Any]) -> str:
-    """One label's origin in words (the JSON has it field by field)."""
+def origin_text(entry: dict[str, Any], namespace: str = "") -> str:
+    """One label's origin in words (the JSON has it field by field); a NodeFeature in
+    ``namespace`` (the master's) by its name alone."""
     kind = entry.get("origin")
     if kind == "worker":
         source = entry.get("source", "")
@@ -144,13 +145,16 @@ def origin_text(entry: dict[str, Any]) -> str:
     if kind == "gpu-marking":
         return str(entry.get("detail") or "GPU marking")
     if kind == "NodeFeature":
-        text = f"NodeFeature {entry.get('nodeFeature', '?')}"
+        where = str(entry.get("nodeFeature", "?"))
+        if namespace and where.startswith(namespace + "/"):
+            where = where[len(namespace) + 1 :]
+        text = f"NodeFeature {where}"
         overridden = len(entry.get("overrides") or [])
         return text + (f" (won over {overridden})" if overridden else "")
     return str(kind)
 
 
-def legend(labels: list[dict[str, Any]]) -> str:
+def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
     """What the table's short origins mean, for those it shows."""
     kinds = {e.get("origin") for e in labels}
     sources = {e.get("source") for e in labels}
@@ -166,10 +170,10 @@ def legend(labels: list[dict[str, Any]]) -> str:
     if "NodeFeatureRule" in kinds:
         lines.append("rule NFR/RULE: rule RULE of NodeFeatureRule NFR")
     if "NodeFeature" in kinds:
-        lines.append(
-            "NodeFeature NS/NAME: spec.labels of that NodeFeature object (another agent's); "
-            "won over N: N others gave the label too (`explain NODE LABEL` names them)"
-        )
+        short = f", NAME alone: in {namespace}" if namespace else ""
+        lines.append(f"NodeFeature NS/NAME: spec.labels of another agent's NodeFeature{short}")
+        if any(e.get("overrides") for e in labels if e.get("origin") == "NodeFeature"):
+            lines.append("(won over N): N others gave it too; `explain NODE LABEL` names them")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
@@ -213,12 +217,13 @@ def render_table(doc: dict[str, Any], width: int = 0) -> str:
         if any(e["name"].startswith(FNK) for e in labels):
             head += f" ({FNK} left out of names)"
         parts.append(head + "\n")
-        rows = [(_short(e["name"]), _clip(str(e["value"])), origin_text(e)) for e in labels]
+        ns = str(doc.get("namespace") or "")
+        rows = [(_short(e["name"]), _clip(str(e["value"])), origin_text(e, ns)) for e in labels]
         body, clipped = fit(output.table(("LABEL", "VALUE", "ORIGIN"), rows), width)
         parts.append(body if rows else "none\n")
         if clipped:
             parts.append("(rows clipped to the terminal's width: -o yaml shows them whole)\n")
-        parts.append(legend(labels))
+        parts.append(legend(labels, ns))
         rejected = doc.get("rejected") or []
         if rejected:
             parts.append(f"\nRefused by the master's label policy ({len(rejected)}):\n")

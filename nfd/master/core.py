@@ -726,7 +726,7 @@ class Master:
         labels, features = _combine(grpc_labels, grpc_features, nf)
         feats = features_from_proto(features) if features is not None else Features()
         active = [r for r in rules if _rule_key(r) not in blown]
-        return explain_node(
+        doc = explain_node(
             node,
             dict(labels),
             feats,
@@ -740,6 +740,9 @@ class Master:
             grpc_labels=grpc_labels,
             own_object=(store.namespace if store is not None else "", node),
         )
+        if store is not None:
+            doc["namespace"] = store.namespace  # the master's: NodeFeature names are short in it
+        return doc
 
     def stop(self) -> None:
         if self.queue is not None:

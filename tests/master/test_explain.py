@@ -284,9 +284,19 @@ def test_labels_of_nodefeature_objects_name_the_object_and_what_it_won_over():
     assert "origin: spec.labels of NodeFeature gpu-operator/nvidia-features-for-n1" in text
     assert "also given by nfd-worker (gRPC) as 'grpc': overridden" in text
     assert "also given by NodeFeature nfd/n1 as 'A': overridden" in text
-    whole = cli.render_table({k: v for k, v in doc.items() if k != "label"})
+    whole = cli.render_table(whole_doc(doc))
     assert "NodeFeature gpu-operator/nvidia-features-for-n1 (won over 2)" in whole
-    assert "NodeFeature NS/NAME: spec.labels of that NodeFeature object" in whole
+    assert "NodeFeature NS/NAME: spec.labels of another agent's NodeFeature\n" in whole
+    assert "(won over N): N others gave it too" in whole
+    # In the master's namespace (the document says which), by its name alone: the column
+    # is not clipped on a 100-column terminal.
+    short = cli.render_table({**whole_doc(doc), "namespace": "gpu-operator"}, 100)
+    assert "NodeFeature nvidia-features-for-n1 (won over 2)\n" in short
+    assert "NAME alone: in gpu-operator" in short
+
+
+def whole_doc(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "label"}
 
 
 def test_a_denied_third_party_object_gives_no_label_origin():
@@ -308,6 +318,7 @@ def test_master_explains_a_node_fed_only_by_nodefeature_objects():
     assert doc is not None
     assert doc["label"]["set"] is True
     assert doc["label"]["origin"]["nodeFeature"] == "gpu-operator/nvidia-features-for-n1"
+    assert doc["namespace"] == "nfd"
     # With a gRPC worker too, the object's value wins and the worker's is named.
     master.handle_update("n1", {"nvidia.com/gpu.product": "grpc"}, features_to_proto(FEATURES))
     doc = master.explain("n1")
