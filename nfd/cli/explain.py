@@ -170,8 +170,13 @@ def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
     if "NodeFeatureRule" in kinds:
         lines.append("rule NFR/RULE: rule RULE of NodeFeatureRule NFR")
     if "NodeFeature" in kinds:
-        short = f", NAME alone: in {namespace}" if namespace else ""
-        lines.append(f"NodeFeature NS/NAME: spec.labels of another agent's NodeFeature{short}")
+        if namespace:
+            lines.append(
+                "NodeFeature [NS/]NAME: spec.labels of that NodeFeature object "
+                f"(no NS: {namespace})"
+            )
+        else:
+            lines.append("NodeFeature NS/NAME: spec.labels of that NodeFeature object")
         if any(e.get("overrides") for e in labels if e.get("origin") == "NodeFeature"):
             lines.append("(won over N): N others gave it too; `explain NODE LABEL` names them")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
@@ -286,7 +291,9 @@ def render_label(one: dict[str, Any]) -> str:
         )
         lines.append(f"    {rule.get('failed')}")
     if not one.get("set") and not one.get("rulesThatDidNotMatch") and not one.get("rejected"):
-        lines.append("  no NodeFeatureRule names it, and the worker did not send it")
+        lines.append(
+            "  no NodeFeatureRule names it, and neither the worker nor a NodeFeature object gave it"
+        )
     return "\n".join(lines) + "\n"
 
 
