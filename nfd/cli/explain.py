@@ -150,7 +150,7 @@ def origin_text(entry: dict[str, Any], namespace: str = "") -> str:
             where = where[len(namespace) + 1 :]
         text = f"NodeFeature {where}"
         overridden = len(entry.get("overrides") or [])
-        return text + (f" (won over {overridden})" if overridden else "")
+        return text + (f" (+{overridden})" if overridden else "")
     return str(kind)
 
 
@@ -178,7 +178,7 @@ def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
         else:
             lines.append("NodeFeature NS/NAME: spec.labels of that NodeFeature object")
         if any(e.get("overrides") for e in labels if e.get("origin") == "NodeFeature"):
-            lines.append("(won over N): N others gave it too; `explain NODE LABEL` names them")
+            lines.append("(+N): N others gave it too and lost; `explain NODE LABEL` names them")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
@@ -260,16 +260,16 @@ def render_label(one: dict[str, Any]) -> str:
         lines.append(f"  origin: {long_origin(origin)}")
         if origin.get("origin") == "worker" and origin.get("nodeFeature"):
             lines.append(f"  published in the worker's NodeFeature {origin['nodeFeature']}")
-        for other in origin.get("overrides") or []:
+        overrides = origin.get("overrides") or []
+        if overrides:
+            lines.append("  it overrides (the last NodeFeature in upstream's merge order wins):")
+        for other in overrides:
             who = (
                 f"NodeFeature {other['nodeFeature']}"
                 if "nodeFeature" in other
                 else "nfd-worker (gRPC)"
             )
-            lines.append(
-                f"  also given by {who} as {other.get('value')!r}: overridden (upstream's "
-                "merge order: the last NodeFeature object wins)"
-            )
+            lines.append(f"    {who}: {other.get('value')!r}")
     else:
         lines.append(f"{name}: not set on this node")
         if one.get("rejected"):

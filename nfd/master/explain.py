@@ -321,8 +321,9 @@ def explain_route(
         if doc is None:
             return text(
                 404,
-                f"nfd-master holds no state for node {node}: no nfd-worker has sent its "
-                "features to this master since it started (or the Node does not exist)\n",
+                f"nfd-master holds no state for node {node}: neither an nfd-worker nor a "
+                "NodeFeature object has given it features since it started (or the Node does "
+                "not exist)\n",
             )
         body = json.dumps(doc, indent=1, sort_keys=True) + "\n"
         return 200, "application/json", body.encode()

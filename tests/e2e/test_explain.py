@@ -300,4 +300,4 @@ def test_explain_names_the_nodefeature_object_of_each_label(
     )
     assert out.returncode == 0, out.stderr
     assert f"origin: spec.labels of NodeFeature {namespace}/{gfd}" in out.stdout
-    assert f"also given by NodeFeature {namespace}/{node} as 'own': overridden" in out.stdout
+    assert f"    NodeFeature {namespace}/{node}: 'own'\n" in out.stdout

@@ -282,16 +282,16 @@ def test_labels_of_nodefeature_objects_name_the_object_and_what_it_won_over():
 
     text = cli.render_label(doc["label"])
     assert "origin: spec.labels of NodeFeature gpu-operator/nvidia-features-for-n1" in text
-    assert "also given by nfd-worker (gRPC) as 'grpc': overridden" in text
-    assert "also given by NodeFeature nfd/n1 as 'A': overridden" in text
+    assert "  it overrides (the last NodeFeature in upstream's merge order wins):" in text
+    assert "    nfd-worker (gRPC): 'grpc'\n    NodeFeature nfd/n1: 'A'\n" in text
     whole = cli.render_table(whole_doc(doc))
-    assert "NodeFeature gpu-operator/nvidia-features-for-n1 (won over 2)" in whole
+    assert "NodeFeature gpu-operator/nvidia-features-for-n1 (+2)" in whole
     assert "NodeFeature NS/NAME: spec.labels of that NodeFeature object\n" in whole
-    assert "(won over N): N others gave it too" in whole
+    assert "(+N): N others gave it too and lost" in whole
     # In the master's namespace (the document says which), by its name alone: the column
     # is not clipped on a 100-column terminal.
     short = cli.render_table({**whole_doc(doc), "namespace": "gpu-operator"}, 100)
-    assert "NodeFeature nvidia-features-for-n1 (won over 2)\n" in short
+    assert "NodeFeature nvidia-features-for-n1 (+2)\n" in short
     assert (
         "NodeFeature [NS/]NAME: spec.labels of that NodeFeature object (no NS: gpu-operator)"
         in short
