@@ -96,7 +96,13 @@ def test_upstream_default_overlay_with_our_image_labels_the_node(
         lambda lb: any(k.startswith(FNK + "kernel-version.") for k in lb), 90, "kernel labels"
     )
     got = nfd_labels(node_labels.current())
-    common = {k for k in expected if k.startswith(FNK + ("kernel-version.", "system-os_release."))}
-    assert common and {k: got.get(k) for k in common} == {k: expected[k] for k in common}
-    cpu = {k for k in got if k.startswith(FNK + "cpu-")}
-    assert cpu, got
+    # The sources upstream's mounts cover give what they give on the host itself (the
+    # cpu and kernel sources through the container's own /proc, as upstream's worker).
+    prefixes = tuple(FNK + p for p in ("cpu-", "kernel-version.", "system-os_release."))
+    want = {k: v for k, v in expected.items() if k.startswith(prefixes)}
+    have = {k: v for k, v in got.items() if k.startswith(prefixes)}
+    assert any(k.startswith(FNK + "cpu-cpuid.") for k in want), want
+    assert have == want
+    print(f"labels: {len(got)} on the Node, {len(expected)} from `nfd export labels` on the host")
+    print("only on the host:", sorted(set(expected) - set(got)))
+    print("only on the Node:", sorted(set(got) - set(expected)))
