@@ -48,7 +48,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && python /wheels/image-prune.py \
  && python -m pip uninstall -y pip setuptools wheel \
  && nfd-worker --version && nfd-master --help >/dev/null && nfd --version \
- && command -v kubectl-nfd
+ && command -v kubectl-nfd && nfd-gc --version
 # 65534 is "nobody" in Debian; the manifests run the pods with the same ids
 # (OpenShift assigns its own non-root UID, which also works: nothing here is user-owned).
 USER 65534:65534

@@ -24,6 +24,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 PY=${PY:-$REPO/.venv/bin/python}
+# A relative PY (make passes .venv/bin/python) must survive the cd into the wheel's build
+# context: gen-proto.sh runs there.
+case $PY in /*) ;; */*) PY=$REPO/$PY ;; esac
 # hack/oci.py needs only the standard library: any python3 does when there is no venv yet.
 OCI_PY=$PY
 [ -x "$OCI_PY" ] || OCI_PY=$(command -v python3)

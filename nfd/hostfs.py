@@ -5,7 +5,8 @@ prefix and the directory name (``/host-`` + ``sys`` = ``/host-sys``); we keep
 that rule so the same DaemonSet mounts work. Unlike upstream, the files that
 upstream reads without a prefix (``proc/modules``, ``proc/config.gz``,
 ``proc/sys/kernel/osrelease``) also go through the prefix, so a captured tree
-is a complete picture of a host.
+is a complete picture of a host; with a mount-layout prefix (``/host-``) a proc
+file missing under it is read from the container's /proc, as upstream does.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class HostFS:
 
     def __init__(self, prefix: str = "/") -> None:
         self.prefix = normalize_prefix(prefix)
+        # A container mount layout such as upstream's DaemonSet (prefix ``/host-``:
+        # /host-sys, /host-boot, /host-proc/swaps only): a proc file missing under the
+        # prefix is read from the container's own /proc, as upstream reads those files
+        # (cpuinfo, sys/kernel/osrelease, modules, config.gz describe the host's kernel
+        # there too). A tree prefix (ending in "/", a captured fixture) never falls back.
+        self._own_proc = self.prefix.endswith("-")
 
     def __repr__(self) -> str:
         return f"HostFS({self.prefix!r})"
@@ -54,7 +61,11 @@ class HostFS:
 
         A plain string: pathlib would cost start-up and ~3 µs per file read.
         """
-        return self.prefix + rel.lstrip("/")
+        rel = rel.lstrip("/")
+        full = self.prefix + rel
+        if self._own_proc and rel.startswith("proc/") and not os.path.lexists(full):
+            return "/" + rel
+        return full
 
     def read_bytes(self, rel: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
         """Return at most ``limit`` bytes of a file, or None if it can't be read."""

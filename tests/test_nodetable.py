@@ -74,3 +74,25 @@ def test_a_name_without_namespace_is_also_the_default_namespaces():
     # A label that exists as written stays itself.
     assert select_columns(nodes, ["team"]) == ["team"]
     assert select_columns(nodes, ["nope"]) == ["nope"]
+
+
+def test_the_count_includes_labels_the_master_owns_outside_nfd_namespaces():
+    from nfd.cli.nodes import COUNT_COLUMN, counted
+    from nfd.cli.nodetable import owned_labels
+
+    owned = owned_labels(
+        {"nfd.node.kubernetes.io/feature-labels": "cpu-x,nvidia.com/gpu.product, team"}
+    )
+    assert owned == {
+        "feature.node.kubernetes.io/cpu-x",
+        "feature.node.kubernetes.io/team",
+        "nvidia.com/gpu.product",
+    }
+    labels = {
+        "feature.node.kubernetes.io/cpu-x": "true",
+        "nvidia.com/gpu.product": "H100",
+        "nvidia.com/other": "not ours",
+        "kubernetes.io/hostname": "n1",
+    }
+    (node,) = counted([Node("n1", labels, owned)])
+    assert node.labels == {COUNT_COLUMN: "2"}

@@ -495,3 +495,29 @@ def test_worker_started_the_v019_way_serves_http_on_port(tmp_path: Path) -> None
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+GC_SAMPLES = {"gc-interval": "30m", "kubeconfig": "/k", "port": "8080", "list-size": "100"}
+
+
+def test_every_nfd_gc_flag_is_accepted() -> None:
+    """nfd-gc (upstream's nfd-gc Deployment runs it from our image): upstream's flags, read
+    from its cmd/nfd-gc/main.go, parse with upstream's single-dash spelling."""
+    from nfd.cli import gc as gc_cli
+
+    main_go = upstream_go("cmd/nfd-gc/main.go")
+    assert go_flags(main_go) == {*GC_SAMPLES, "version"}
+    assert "klog.InitFlags" in main_go
+    parser = gc_cli.build_parser()
+    args = parser.parse_args([f"-{k}={v}" for k, v in GC_SAMPLES.items()])
+    assert (args.gc_interval, args.kubeconfig, args.port, args.list_size) == (
+        1800.0,
+        "/k",
+        8080,
+        100,
+    )
+    assert parser.parse_args(["-logtostderr", "-vmodule=x=2"]).klog_vmodule == "x=2"
+    version = subprocess.run(
+        [sys.executable, "-m", "nfd.cli.gc", "-version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout.startswith("nfd-gc "), version

@@ -127,8 +127,9 @@ def _document(data: bytes) -> dict[str, Any]:
     return doc
 
 
-def origin_text(entry: dict[str, Any]) -> str:
-    """One label's origin in words (the JSON has it field by field)."""
+def origin_text(entry: dict[str, Any], namespace: str = "") -> str:
+    """One label's origin in words (the JSON has it field by field); a NodeFeature in
+    ``namespace`` (the master's) by its name alone."""
     kind = entry.get("origin")
     if kind == "worker":
         source = entry.get("source", "")
@@ -143,10 +144,17 @@ def origin_text(entry: dict[str, Any]) -> str:
         return "rule labelsTemplate"
     if kind == "gpu-marking":
         return str(entry.get("detail") or "GPU marking")
+    if kind == "NodeFeature":
+        where = str(entry.get("nodeFeature", "?"))
+        if namespace and where.startswith(namespace + "/"):
+            where = where[len(namespace) + 1 :]
+        text = f"NodeFeature {where}"
+        overridden = len(entry.get("overrides") or [])
+        return text + (f" (+{overridden})" if overridden else "")
     return str(kind)
 
 
-def legend(labels: list[dict[str, Any]]) -> str:
+def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
     """What the table's short origins mean, for those it shows."""
     kinds = {e.get("origin") for e in labels}
     sources = {e.get("source") for e in labels}
@@ -161,6 +169,16 @@ def legend(labels: list[dict[str, Any]]) -> str:
         )
     if "NodeFeatureRule" in kinds:
         lines.append("rule NFR/RULE: rule RULE of NodeFeatureRule NFR")
+    if "NodeFeature" in kinds:
+        if namespace:
+            lines.append(
+                "NodeFeature [NS/]NAME: spec.labels of that NodeFeature object "
+                f"(no NS: {namespace})"
+            )
+        else:
+            lines.append("NodeFeature NS/NAME: spec.labels of that NodeFeature object")
+        if any(e.get("overrides") for e in labels if e.get("origin") == "NodeFeature"):
+            lines.append("(+N): N others gave it too and lost; `explain NODE LABEL` names them")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
@@ -178,6 +196,8 @@ def long_origin(entry: dict[str, Any]) -> str:
         if source == "custom":
             return "nfd-worker: a custom source rule, or another label the worker sent"
         return f"nfd-worker's {source} source, feature {entry.get('feature', '')}"
+    if kind == "NodeFeature":
+        return f"spec.labels of NodeFeature {entry.get('nodeFeature', '?')}"
     if kind == "NodeFeatureRule" and "rule" in entry:
         return f"rule {entry['rule']} of NodeFeatureRule {entry.get('nodeFeatureRule', '?')}"
     return origin_text(entry)
@@ -202,12 +222,13 @@ def render_table(doc: dict[str, Any], width: int = 0) -> str:
         if any(e["name"].startswith(FNK) for e in labels):
             head += f" ({FNK} left out of names)"
         parts.append(head + "\n")
-        rows = [(_short(e["name"]), _clip(str(e["value"])), origin_text(e)) for e in labels]
+        ns = str(doc.get("namespace") or "")
+        rows = [(_short(e["name"]), _clip(str(e["value"])), origin_text(e, ns)) for e in labels]
         body, clipped = fit(output.table(("LABEL", "VALUE", "ORIGIN"), rows), width)
         parts.append(body if rows else "none\n")
         if clipped:
             parts.append("(rows clipped to the terminal's width: -o yaml shows them whole)\n")
-        parts.append(legend(labels))
+        parts.append(legend(labels, ns))
         rejected = doc.get("rejected") or []
         if rejected:
             parts.append(f"\nRefused by the master's label policy ({len(rejected)}):\n")
@@ -235,7 +256,20 @@ def render_label(one: dict[str, Any]) -> str:
     name = one["name"]
     if one.get("set"):
         lines.append(f"{name}={one.get('value')}")
-        lines.append(f"  origin: {long_origin(one.get('origin') or {})}")
+        origin = one.get("origin") or {}
+        lines.append(f"  origin: {long_origin(origin)}")
+        if origin.get("origin") == "worker" and origin.get("nodeFeature"):
+            lines.append(f"  published in the worker's NodeFeature {origin['nodeFeature']}")
+        overrides = origin.get("overrides") or []
+        if overrides:
+            lines.append("  it overrides (the last NodeFeature in upstream's merge order wins):")
+        for other in overrides:
+            who = (
+                f"NodeFeature {other['nodeFeature']}"
+                if "nodeFeature" in other
+                else "nfd-worker (gRPC)"
+            )
+            lines.append(f"    {who}: {other.get('value')!r}")
     else:
         lines.append(f"{name}: not set on this node")
         if one.get("rejected"):
@@ -257,7 +291,9 @@ def render_label(one: dict[str, Any]) -> str:
         )
         lines.append(f"    {rule.get('failed')}")
     if not one.get("set") and not one.get("rulesThatDidNotMatch") and not one.get("rejected"):
-        lines.append("  no NodeFeatureRule names it, and the worker did not send it")
+        lines.append(
+            "  no NodeFeatureRule names it, and neither the worker nor a NodeFeature object gave it"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -110,7 +110,13 @@ def list_nodes(api: Any, selector: str) -> list[Node]:
         body = json.loads(resp.data)
         for item in body.get("items") or []:
             meta = item.get("metadata") or {}
-            nodes.append(Node(str(meta.get("name", "")), dict(meta.get("labels") or {})))
+            nodes.append(
+                Node(
+                    str(meta.get("name", "")),
+                    dict(meta.get("labels") or {}),
+                    nodetable.owned_labels(meta.get("annotations") or {}),
+                )
+            )
         cont = (body.get("metadata") or {}).get("continue")
         if not cont:
             return nodes
@@ -133,9 +139,13 @@ def use_colour(choice: str, stream: Any) -> bool:
 
 
 def counted(nodes: list[Node]) -> list[Node]:
-    """Each node with one pseudo-label: how many NFD labels it has."""
+    """Each node with one pseudo-label: how many NFD labels it has (in NFD's namespaces,
+    or owned by nfd-master per its annotation, as ``kubectl nfd explain`` counts them)."""
     return [
-        Node(n.name, {COUNT_COLUMN: str(sum(nodetable.is_nfd_label(k) for k in n.labels))})
+        Node(
+            n.name,
+            {COUNT_COLUMN: str(sum(nodetable.is_nfd_label(k) or k in n.owned for k in n.labels))},
+        )
         for n in nodes
     ]
 

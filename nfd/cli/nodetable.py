@@ -28,6 +28,21 @@ BOLD, GREEN, RED, DIM, RESET = "\x1b[1m", "\x1b[32m", "\x1b[31m", "\x1b[2m", "\x
 class Node:
     name: str
     labels: Mapping[str, str]
+    # The labels the Node's nfd.node.kubernetes.io/feature-labels annotation says nfd-master
+    # owns (fully qualified): also those outside NFD's namespaces (nvidia.com/... from a
+    # NodeFeature object, a rule's vendor label).
+    owned: frozenset[str] = frozenset()
+
+
+FEATURE_LABELS_ANNOTATION = "nfd.node.kubernetes.io/feature-labels"
+
+
+def owned_labels(annotations: Mapping[str, str]) -> frozenset[str]:
+    """The label names the master's annotation lists, with the default namespace added
+    to those it wrote without one (as upstream writes them)."""
+    text = annotations.get(FEATURE_LABELS_ANNOTATION) or ""
+    names = (n.strip() for n in text.split(","))
+    return frozenset(n if "/" in n else DEFAULT_NS + n for n in names if n)
 
 
 def is_nfd_label(name: str) -> bool:

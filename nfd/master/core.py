@@ -732,9 +732,10 @@ class Master:
         self, node: str, label: str | None = None, gpu_marking: Any = None
     ) -> dict[str, Any] | None:
         """Why the node has each of its labels (and, with ``label``, why it has or lacks
-        that one), evaluated now from the node's kept state; None when the master holds
-        no state for the node. Nothing is kept: one decompression and one rule
-        evaluation per call."""
+        that one), evaluated now from the node's kept state: the gRPC worker's last
+        request and the node's NodeFeature objects, merged as for labelling. None when
+        the master holds neither for the node. Nothing is kept: one decompression and
+        one rule evaluation per call."""
         from nfd.features import Features
         from nfd.master.explain import explain_node
 
@@ -743,23 +744,36 @@ class Master:
             blob = st.blob if st is not None else b""
             rules, policy = list(self._rules), self.policy
             blown = {key for key, rep in self._rule_reports.items() if rep.blown}
-        if not blob:
+        store = self.node_features
+        nf = self._node_input(node)
+        if not blob and nf is None:
             return None
-        req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob))
-        has_features = req.HasField("features")
-        feats = features_from_proto(req.features) if has_features else Features()
+        grpc_labels: dict[str, str] = {}
+        grpc_features: v1alpha1_pb2.Features | None = None
+        if blob:
+            req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob))
+            grpc_labels = dict(req.labels)
+            grpc_features = req.features if req.HasField("features") else None
+        labels, features = _combine(grpc_labels, grpc_features, nf)
+        feats = features_from_proto(features) if features is not None else Features()
         active = [r for r in rules if _rule_key(r) not in blown]
-        return explain_node(
+        doc = explain_node(
             node,
-            dict(req.labels),
+            dict(labels),
             feats,
             active,
             policy,
             label=label,
-            gpu_hardware=shows_nvidia_gpu(req.features if has_features else None),
+            gpu_hardware=shows_nvidia_gpu(features),
             gpu_marking=gpu_marking,
             skipped_rules=[r for r in rules if _rule_key(r) in blown],
+            label_sources=store.label_sources(node) if store is not None else None,
+            grpc_labels=grpc_labels,
+            own_object=(store.namespace if store is not None else "", node),
         )
+        if store is not None:
+            doc["namespace"] = store.namespace  # the master's: NodeFeature names are short in it
+        return doc
 
     def stop(self) -> None:
         if self.queue is not None:

@@ -17,6 +17,14 @@ Each label gets an origin:
   names the label, or whose labelsTemplate wrote it.
 - ``gpu-marking``: the GPU marking stage (``nvidia.com/gpu.present``,
   ``nvidia.com/gpu.deploy.*``).
+- ``NodeFeature``: ``spec.labels`` of another agent's NodeFeature object (GPU Feature
+  Discovery's, a vendor agent's): ``nodeFeature`` is its namespace/name. A label from the
+  node's own object (in the master's namespace, named after the node: what nfd-worker in
+  NodeFeature mode, ours or upstream's, writes) is a ``worker`` origin as above, with
+  ``nodeFeature`` naming the object. When several gave the label, the origin is the one
+  whose value is used (the last in upstream's merge order: objects win over the gRPC
+  worker, a third-party object over the node's own) and ``overrides`` lists the others
+  with their values.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ LOCAL_GAP = (
 # Computes the GPU marking labels from the node's labels (as they will be) and the
 # hardware flag; None when the master runs without --enable-gpu-marking.
 GpuMarking = Callable[[Mapping[str, str], bool], Mapping[str, str]]
+# (namespace, name) of a NodeFeature object and the value it gives a label, in merge order.
+LabelSources = Mapping[str, list[tuple[tuple[str, str], str]]]
 
 
 def worker_origin(name: str, local_labels: Mapping[str, str]) -> dict[str, str]:
@@ -71,6 +81,29 @@ def worker_origin(name: str, local_labels: Mapping[str, str]) -> dict[str, str]:
         "source": "custom",
         "detail": "a rule of the worker's custom source, or another label the worker sent",
     }
+
+
+def nodefeature_origin(
+    name: str,
+    sources: list[tuple[tuple[str, str], str]],
+    own: tuple[str, str],
+    local_labels: Mapping[str, str],
+    grpc_value: str | None,
+) -> dict[str, Any]:
+    """The origin of a label some NodeFeature objects gave: the last of them (its value
+    is used); the earlier ones, and the gRPC worker's value, in ``overrides``."""
+    (winner, _), losers = sources[-1], sources[:-1]
+    out: dict[str, Any] = (
+        dict(worker_origin(name, local_labels)) if winner == own else {"origin": "NodeFeature"}
+    )
+    out["nodeFeature"] = f"{winner[0]}/{winner[1]}"
+    overrides: list[dict[str, str]] = []
+    if grpc_value is not None:
+        overrides.append({"worker": "gRPC", "value": grpc_value})
+    overrides += [{"nodeFeature": f"{k[0]}/{k[1]}", "value": v} for k, v in losers]
+    if overrides:
+        out["overrides"] = overrides
+    return out
 
 
 def rule_origin(rule: Any) -> dict[str, str]:
@@ -121,17 +154,34 @@ def explain_node(
     gpu_hardware: bool = False,
     gpu_marking: GpuMarking | None = None,
     skipped_rules: list[Any] | None = None,
+    label_sources: LabelSources | None = None,
+    grpc_labels: Mapping[str, str] | None = None,
+    own_object: tuple[str, str] = ("", ""),
 ) -> dict[str, Any]:
-    """The explanation document (JSON-ready) for one node."""
+    """The explanation document (JSON-ready) for one node.
+
+    ``worker_labels`` is the node's whole label input: the gRPC worker's labels with its
+    NodeFeature objects' merged over them. ``label_sources`` says which objects gave
+    which label (NodeFeatureStore.label_sources), ``grpc_labels`` what the gRPC worker
+    sent (default: all of ``worker_labels``), ``own_object`` the node's own object."""
     rule_output, setters = rule_setters(rules, features) if rules else (None, {})
     desired, rejected = build_desired(worker_labels, policy, rule_output)
     local_labels = features.attributes.get(LOCAL_LABELS, {})
     worker_names = {auto_prefix(k) for k in worker_labels}
-    labels: list[dict[str, str]] = []
+    sources = label_sources or {}
+    grpc = {
+        auto_prefix(k): v
+        for k, v in (worker_labels if grpc_labels is None else grpc_labels).items()
+    }
+    labels: list[dict[str, Any]] = []
     for name, value in sorted(desired.labels.items()):
         rule = setters.get(name)
         if rule is not None:
             origin = rule_origin(rule)
+        elif name in sources:
+            origin = nodefeature_origin(
+                name, sources[name], own_object, local_labels, grpc.get(name)
+            )
         elif name in worker_names:
             origin = worker_origin(name, local_labels)
         else:
@@ -165,7 +215,7 @@ def explain_node(
             for r in skipped_rules
         ]
     if label is not None:
-        doc["label"] = explain_one(label, labels, rejected, rules, features, worker_names)
+        doc["label"] = explain_one(label, labels, rejected, rules, features, worker_names, sources)
     return doc
 
 
@@ -177,11 +227,12 @@ def _gpu_detail(hardware: bool) -> str:
 
 def explain_one(
     label: str,
-    labels: list[dict[str, str]],
+    labels: list[dict[str, Any]],
     rejected: list[Any],
     rules: list[Any],
     features: Features,
     worker_names: set[str],
+    sources: LabelSources | None = None,
 ) -> dict[str, Any]:
     """One label: its origin if set; else why not (rejected by the policy, or for each
     rule that names it the first missing feature or failed matchExpression)."""
@@ -196,6 +247,11 @@ def explain_one(
         why = next((r for r in rejected if r.name == name), None)
         if why is not None:
             out["rejected"] = why.reason
+        elif sources and name in sources:
+            key = sources[name][-1][0]
+            out["rejected"] = (
+                f"given by NodeFeature {key[0]}/{key[1]} but not kept by the label policy"
+            )
         elif name in worker_names:
             out["rejected"] = "sent by the worker but not kept by the label policy"
     if not rules:
@@ -265,8 +321,9 @@ def explain_route(
         if doc is None:
             return text(
                 404,
-                f"nfd-master holds no state for node {node}: no nfd-worker has sent its "
-                "features to this master since it started (or the Node does not exist)\n",
+                f"nfd-master holds no state for node {node}: neither an nfd-worker nor a "
+                "NodeFeature object has given it features since it started (or the Node does "
+                "not exist)\n",
             )
         body = json.dumps(doc, indent=1, sort_keys=True) + "\n"
         return 200, "application/json", body.encode()

@@ -246,12 +246,17 @@ class NodeWatcher:
         on_deleted: Callable[[str], None],
         *,
         watch_seconds: int = 300,
+        list_only_seconds: float = 60.0,
     ) -> None:
         from kubernetes import client
 
         self.core: Any = client.CoreV1Api(api_client)
         self.on_sync, self.on_added, self.on_deleted = on_sync, on_added, on_deleted
         self.watch_seconds = watch_seconds
+        # Upstream v0.19's nfd-master ClusterRole grants list but not watch on nodes: with
+        # the watch forbidden (403) the Nodes are listed this often instead.
+        self.list_only_seconds = list_only_seconds
+        self.list_only = False
         self.synced = threading.Event()
         self._stop = threading.Event()
 
@@ -322,6 +327,19 @@ class NodeWatcher:
                 # minutes would parse ~80 MB of metadata each time.
                 version = self.watch_from(version)
             except Exception as err:  # noqa: BLE001 - API down: keep trying
+                if version is not None and api_status(err) == 403:
+                    # Listed, but not allowed to watch: list again now and then.
+                    if not self.list_only:
+                        log.warning(
+                            "Node watch forbidden (403; the RBAC grants list, not watch, on "
+                            "nodes, as upstream v0.19's nfd-master ClusterRole): listing "
+                            "Nodes every %.0fs instead",
+                            self.list_only_seconds,
+                        )
+                        self.list_only = True
+                    version = None
+                    self._stop.wait(self.list_only_seconds)
+                    continue
                 log.warning("Node watch: %s (retrying)", err)
                 version = None
                 self._stop.wait(2.0)

@@ -171,6 +171,21 @@ class NodeFeatureStore:
             merge_features_into(features, v1alpha1_pb2.Features.FromString(zlib.decompress(o.blob)))
         return NodeInput(labels, features)
 
+    def label_sources(self, node: str) -> dict[str, list[tuple[Key, str]]]:
+        """For each label the node's objects give (as ``merged`` uses them): every object
+        that gives it, with its value, in merge order; the last one's value wins. For
+        ``kubectl nfd explain``, computed on request from what is kept anyway."""
+        with self._lock:
+            objs = [(k, self._objs[k]) for k in self._order(self._by_node.get(node, ()))]
+        own = (self.namespace, node)
+        out: dict[str, list[tuple[Key, str]]] = {}
+        for key, o in objs:
+            if not o.ok or (self.deny_third_party_labels and key != own):
+                continue
+            for name, value in o.labels.items():
+                out.setdefault(name, []).append((key, value))
+        return out
+
     # -- writing ----------------------------------------------------------------
 
     def upsert(self, obj: Mapping[str, Any]) -> set[str]:

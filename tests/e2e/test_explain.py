@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.master_harness import BIN, FNK, Harness, install_nfr_crd, make_harness, register
+from tests.e2e.test_master_nodefeatures import create, install_nf_crd, nodefeature, set_labels
 from tests.kube.controlplane import ControlPlane
 
 RULE = """
@@ -237,3 +238,66 @@ def test_a_standby_answers_503(harness: Harness) -> None:
                 time.sleep(0.1)
     assert codes[0][0] == 404  # the leader: no state for x
     assert codes[1][0] == 503 and "standby" in codes[1][1]
+
+
+def test_explain_names_the_nodefeature_object_of_each_label(
+    harness: Harness, namespace: str
+) -> None:
+    """A real master reading NodeFeature objects: a node with a gRPC worker, its own
+    NodeFeature (as a NodeFeature-mode worker writes it) and GPU Feature Discovery's;
+    /explain names the object each label came from, and the winner of a label all three
+    gave, with what it overrode."""
+    install_nfr_crd(harness.plane)
+    install_nf_crd(harness.plane)
+    node = register(harness, "explain-nf")
+    master, port = harness.master(f"--namespace={namespace}", "--extra-label-ns=nvidia.com")
+    metrics = master.metrics_port  # type: ignore[attr-defined]
+    gfd = f"nvidia-features-for-{node}"
+    create(
+        harness.plane,
+        nodefeature(namespace, node, node, {"explain-own": "1", "explain-shared": "own"}),
+    )
+    create(
+        harness.plane,
+        nodefeature(
+            namespace,
+            gfd,
+            node,
+            {"nvidia.com/gpu.product": "NVIDIA-H100", "explain-shared": "gfd"},
+        ),
+    )
+    set_labels(port, node, {"explain-grpc": "1", "explain-shared": "grpc"})
+    harness.wait_labels(
+        node,
+        lambda lb: lb.get(f"{FNK}/explain-shared") == "gfd" and f"{FNK}/explain-grpc" in lb,
+        "merged labels",
+    )
+    url = f"http://127.0.0.1:{metrics}/explain/{node}?label=explain-shared"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        doc = json.load(resp)
+    labels = {e["name"]: e for e in doc["labels"]}
+    product = labels["nvidia.com/gpu.product"]
+    assert (product["origin"], product["nodeFeature"]) == ("NodeFeature", f"{namespace}/{gfd}")
+    own = labels[f"{FNK}/explain-own"]
+    assert own["origin"] == "worker" and own["nodeFeature"] == f"{namespace}/{node}"
+    assert "nodeFeature" not in labels[f"{FNK}/explain-grpc"]
+    shared = doc["label"]
+    assert shared["set"] is True and shared["value"] == "gfd"
+    assert shared["origin"]["nodeFeature"] == f"{namespace}/{gfd}"
+    assert shared["origin"]["overrides"] == [
+        {"worker": "gRPC", "value": "grpc"},
+        {"nodeFeature": f"{namespace}/{node}", "value": "own"},
+    ]
+
+    # The command prints it in words.
+    out = subprocess.run(
+        explain_cmd(
+            node, "explain-shared", "--master-url", f"http://127.0.0.1:{metrics}", "-o", "table"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"origin: spec.labels of NodeFeature {namespace}/{gfd}" in out.stdout
+    assert f"    NodeFeature {namespace}/{node}: 'own'\n" in out.stdout

@@ -220,3 +220,113 @@ def test_route_bounds_concurrent_explanations():
     release.set()
     first.join(5)
     assert route("n3", {})[0] == 200
+
+
+GFD_KEY = ("gpu-operator", "nvidia-features-for-n1")
+
+
+def nodefeature(namespace: str, name: str, labels: dict[str, str]) -> dict:
+    return {
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "labels": {"nfd.node.kubernetes.io/node-name": "n1"},
+        },
+        "spec": {"labels": labels},
+    }
+
+
+def test_labels_of_nodefeature_objects_name_the_object_and_what_it_won_over():
+    from nfd.master.nodefeatures import NodeFeatureStore
+
+    store = NodeFeatureStore("nfd")
+    # The node's own object (what nfd-worker in NodeFeature mode writes) and GFD's.
+    store.upsert(
+        nodefeature("nfd", "n1", {"kernel-version.major": "6", "nvidia.com/gpu.product": "A"})
+    )
+    store.upsert(nodefeature(*GFD_KEY, {"nvidia.com/gpu.product": "H100", "nvidia.com/mig": "x"}))
+    sources = store.label_sources("n1")
+    assert sources["nvidia.com/gpu.product"] == [(("nfd", "n1"), "A"), (GFD_KEY, "H100")]
+    merged = store.merged("n1")
+    assert merged is not None
+    policy = PolicyConfig(extra_label_ns=frozenset({"nvidia.com"}))
+    grpc = {f"{FNK}/cpu-cpuid.AVX2": "true", "nvidia.com/gpu.product": "grpc"}
+    doc = explain_node(
+        "n1",
+        {**grpc, **merged.labels},
+        FEATURES,
+        [],
+        policy,
+        label="nvidia.com/gpu.product",
+        label_sources=sources,
+        grpc_labels=grpc,
+        own_object=("nfd", "n1"),
+    )
+    labels = by_name(doc)
+    product = labels["nvidia.com/gpu.product"]
+    assert product["value"] == "H100"
+    assert product["origin"] == "NodeFeature"
+    assert product["nodeFeature"] == "gpu-operator/nvidia-features-for-n1"
+    assert product["overrides"] == [
+        {"worker": "gRPC", "value": "grpc"},
+        {"nodeFeature": "nfd/n1", "value": "A"},
+    ]
+    assert labels["nvidia.com/mig"]["nodeFeature"] == "gpu-operator/nvidia-features-for-n1"
+    assert "overrides" not in labels["nvidia.com/mig"]
+    # The node's own object: a worker origin, with the object named.
+    own = labels[f"{FNK}/kernel-version.major"]
+    assert (own["origin"], own["source"], own["feature"]) == ("worker", "kernel", "version.major")
+    assert own["nodeFeature"] == "nfd/n1"
+    # Only gRPC: as before, no object.
+    assert "nodeFeature" not in labels[f"{FNK}/cpu-cpuid.AVX2"]
+
+    text = cli.render_label(doc["label"])
+    assert "origin: spec.labels of NodeFeature gpu-operator/nvidia-features-for-n1" in text
+    assert "  it overrides (the last NodeFeature in upstream's merge order wins):" in text
+    assert "    nfd-worker (gRPC): 'grpc'\n    NodeFeature nfd/n1: 'A'\n" in text
+    whole = cli.render_table(whole_doc(doc))
+    assert "NodeFeature gpu-operator/nvidia-features-for-n1 (+2)" in whole
+    assert "NodeFeature NS/NAME: spec.labels of that NodeFeature object\n" in whole
+    assert "(+N): N others gave it too and lost" in whole
+    # In the master's namespace (the document says which), by its name alone: the column
+    # is not clipped on a 100-column terminal.
+    short = cli.render_table({**whole_doc(doc), "namespace": "gpu-operator"}, 100)
+    assert "NodeFeature nvidia-features-for-n1 (+2)\n" in short
+    assert (
+        "NodeFeature [NS/]NAME: spec.labels of that NodeFeature object (no NS: gpu-operator)"
+        in short
+    )
+
+
+def whole_doc(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "label"}
+
+
+def test_a_denied_third_party_object_gives_no_label_origin():
+    from nfd.master.nodefeatures import NodeFeatureStore
+
+    store = NodeFeatureStore("nfd", deny_third_party_labels=True)
+    store.upsert(nodefeature(*GFD_KEY, {"nvidia.com/gpu.product": "H100"}))
+    assert store.label_sources("n1") == {}
+
+
+def test_master_explains_a_node_fed_only_by_nodefeature_objects():
+    from nfd.master.nodefeatures import NodeFeatureStore
+
+    master = Master(PolicyConfig(extra_label_ns=frozenset({"nvidia.com"})), None)
+    store = NodeFeatureStore("nfd")
+    master.node_features = store
+    store.upsert(nodefeature(*GFD_KEY, {"nvidia.com/gpu.product": "H100"}))
+    doc = master.explain("n1", "nvidia.com/gpu.product")
+    assert doc is not None
+    assert doc["label"]["set"] is True
+    assert doc["label"]["origin"]["nodeFeature"] == "gpu-operator/nvidia-features-for-n1"
+    assert doc["namespace"] == "nfd"
+    # With a gRPC worker too, the object's value wins and the worker's is named.
+    master.handle_update("n1", {"nvidia.com/gpu.product": "grpc"}, features_to_proto(FEATURES))
+    doc = master.explain("n1")
+    assert doc is not None
+    entry = by_name(doc)["nvidia.com/gpu.product"]
+    assert entry["value"] == "H100"
+    assert entry["overrides"] == [{"worker": "gRPC", "value": "grpc"}]
+    assert master.explain("n2") is None
