@@ -7,6 +7,8 @@ garbage collected."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -418,3 +420,45 @@ def test_gpu_marking_from_an_upstream_workers_nodefeature(harness: Harness, name
         node, lambda lb: lb.get("nvidia.com/gpu.present") == "false", "marking flipped"
     )
     assert f"{FNK}/pci-10de.present" not in got
+
+
+def test_upstream_v019_worker_to_our_master(
+    harness: Harness, namespace: str, tmp_path: Path
+) -> None:
+    """Upstream v0.19.0's own nfd-worker binary (built from its Go module) publishes this
+    machine's NodeFeature; our master turns it into exactly the labels that worker
+    discovered (each auto-prefixed, as upstream's master does)."""
+    from tests.compat import upstream
+
+    node = register(harness, "nf-upstream")
+    harness.master(f"--namespace={namespace}")
+    config = tmp_path / "nfd-worker.conf"
+    config.write_text("# defaults only\n")
+    env = {**os.environ, "NODE_NAME": node, "KUBERNETES_NAMESPACE": namespace}
+    worker = subprocess.run(
+        [
+            str(upstream.current_binary("nfd-worker")),
+            "-oneshot",
+            f"-config={config}",
+            f"-kubeconfig={harness.plane.kubeconfig}",
+            "-port=0",
+            "-v=1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    discovered = upstream.parse_worker_labels(worker.stderr + worker.stdout)
+    assert discovered, worker.stderr[-3000:]
+    obj = custom(harness.plane).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, node
+    )
+    assert obj["metadata"]["labels"][NODE_NAME_LABEL] == node
+    want = {k if "/" in k else f"{FNK}/{k}": v for k, v in discovered.items()}
+    got = harness.wait_labels(
+        node, lambda lb: all(lb.get(k) == v for k, v in want.items()), "the upstream labels"
+    )
+    assert {k: v for k, v in got.items() if k in want} == want
