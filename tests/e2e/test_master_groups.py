@@ -144,7 +144,20 @@ def test_group_status_follows_the_nodes_features(harness: Harness, namespace: st
     feats.vattributes["kernel.version"].elements["major"] = "5"
     req = labeler_pb2.SetLabelsRequest(node_name=c, labels={"grpc": "1"}, features=feats)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        labeler_pb2_grpc.LabelerStub(channel).SetLabels(req, timeout=30)
+        stub = labeler_pb2_grpc.LabelerStub(channel)
+
+        def accepted() -> bool:
+            # The master's Node watch may not have seen the new Node yet: a real worker
+            # retries an update refused as for an unknown node, and so does this one.
+            try:
+                stub.SetLabels(req, timeout=30)
+                return True
+            except grpc.RpcError as err:
+                if "does not exist" not in (err.details() or ""):
+                    raise
+                return False
+
+        wait_until(accepted, 10, "the master to know the new Node", interval=0.05)
     took = timed(harness, namespace, "kernel6", [a, c], "a gRPC worker's node")
     assert took < 1.0, f"a gRPC worker's node took {took:.2f} s"
 
