@@ -415,11 +415,14 @@ def upstream_argv(kubeconfig: Path, work: Path) -> list[str]:
     ]
 
 
-def our_argv(kubeconfig: Path) -> list[str]:
+def our_argv(kubeconfig: Path, profile: Path | None = None) -> list[str]:
     from tests.kube.controlplane import free_port
 
+    head = [str(OUR_MASTER)]
+    if profile is not None:
+        head = [sys.executable, str(Path(__file__).with_name("sampling.py")), str(profile)]
     return [
-        str(OUR_MASTER),
+        *head,
         f"--kubeconfig={kubeconfig}",
         f"--port={free_port()}",
         f"--grpc-port={free_port()}",
@@ -448,7 +451,12 @@ class Setup:
 
 
 def bench(
-    nodes: int, limit: float, sides: list[str], work: Path, fair_at: str | None = None
+    nodes: int,
+    limit: float,
+    sides: list[str],
+    work: Path,
+    fair_at: str | None = None,
+    profile: Path | None = None,
 ) -> Setup:
     from tests.kube.controlplane import ControlPlane
 
@@ -485,7 +493,7 @@ def bench(
             argv = (
                 upstream_argv(plane.kubeconfig, work)
                 if side == "upstream"
-                else our_argv(plane.kubeconfig)
+                else our_argv(plane.kubeconfig, profile)
             )
             fig = run_master(plane, api, side, argv, names, limit, work / f"{side}-master.log")
             print(f"nodefeature-scale: {summary(fig)}", flush=True)
@@ -668,6 +676,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sides", default="upstream,ours")
     p.add_argument("--no-write", action="store_true", help="print, do not touch results.md")
     p.add_argument(
+        "--profile-ours",
+        metavar="OUT.json",
+        help="run our master under bench/sampling.py (figures then include the sampler)",
+    )
+    p.add_argument(
         "--fair-at",
         metavar="HH:MM",
         help="UTC time from which the masters may run: then this harness and the control "
@@ -683,7 +696,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--fair-at {args.fair_at!r}: want HH:MM (UTC)")
     limit = args.limit if args.limit is not None else 120 + args.nodes * 0.3
     with tempfile.TemporaryDirectory(prefix="nfbench.") as tmp:
-        setup = bench(args.nodes, limit, sides, Path(tmp), args.fair_at)
+        profile = Path(args.profile_ours).resolve() if args.profile_ours else None
+        setup = bench(args.nodes, limit, sides, Path(tmp), args.fair_at, profile)
     section = render(setup)
     print(section)
     if not args.no_write:
