@@ -61,6 +61,7 @@ cluster: install
 cluster-down:
 	@PY=$(PY) hack/node.sh down
 
+# SCALE=5000 make bench: bench_nodefeature_scale with 5,000 Nodes and NodeFeatures (default 200).
 bench: install
 	$(PY) -m bench
 

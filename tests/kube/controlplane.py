@@ -195,6 +195,7 @@ class ControlPlane:
     token: str = ""
     kubeconfig: Path = Path()
     startup_seconds: float = 0.0
+    apiserver_args: tuple[str, ...] = ()  # appended to kube-apiserver's command line
     _components: dict[str, _Component] = field(default_factory=dict)
     _api_client: Any = None
     _etcd_url: str = ""
@@ -202,9 +203,9 @@ class ControlPlane:
     # ----------------------------------------------------------------------------- lifecycle
 
     @classmethod
-    def start_new(cls, timeout: float = 120.0) -> ControlPlane:
+    def start_new(cls, timeout: float = 120.0, apiserver_args: Sequence[str] = ()) -> ControlPlane:
         """Find the binaries, start etcd and the apiserver, and wait until both are ready."""
-        plane = cls(binaries=find_binaries())
+        plane = cls(binaries=find_binaries(), apiserver_args=tuple(apiserver_args))
         plane.start(timeout=timeout)
         return plane
 
@@ -396,6 +397,7 @@ class ControlPlane:
                 "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
+                *self.apiserver_args,
             ],
         )
         ready = f"{self.server}/readyz"
