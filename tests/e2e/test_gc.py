@@ -97,8 +97,14 @@ def test_nfd_gc_deletes_the_objects_of_missing_nodes(
             wait_until(lambda: not exists(plane, namespace, doomed), 15, "deleted Node's object")
             assert exists(plane, namespace, alive)
 
-            metrics = get(port, "/metrics")
-            assert 'nfd_gc_objects_deleted_total{kind="NodeFeature"} 3.0' in metrics
+            # Counted once the delete call has returned, a moment after the object is gone.
+            deleted = 'nfd_gc_objects_deleted_total{kind="NodeFeature"} 3.0'
+
+            def counted() -> str | None:
+                text = get(port, "/metrics")
+                return text if deleted in text else None
+
+            metrics = wait_until(counted, 10, "three deletions counted")
             assert "nfd_gc_build_info{" in metrics
         finally:
             next(runner, None)
