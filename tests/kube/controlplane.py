@@ -457,9 +457,22 @@ class ControlPlane:
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this control plane; output is captured as text."""
         argv = [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
-        result = subprocess.run(
-            argv, input=input, capture_output=True, text=True, check=False, timeout=timeout
-        )
+        deadline = time.monotonic() + timeout
+        while True:
+            result = subprocess.run(
+                argv, input=input, capture_output=True, text=True, check=False, timeout=timeout
+            )
+            # `kubectl wait --for=condition=...` on an object created a moment ago fails at
+            # once while its status has no conditions yet, instead of waiting: ask again.
+            if (
+                args[:1] == ("wait",)
+                and result.returncode != 0
+                and ".status.conditions accessor error" in result.stderr
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.2)
+                continue
+            break
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
         return result
