@@ -22,26 +22,15 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from nfd.rules.expression import OPS  # noqa: E402
+
 GROUP = "nfd.k8s-sigs.io"
 VERSION = "v1alpha1"
 
-# Upstream's MatchOp enum, in its order. The empty operator (MatchAny) is valid in the API
-# types and in files (nfd-worker.conf custom rules, `nfd validate`), but not in the CRD.
-MATCH_OPS = [
-    "In",
-    "NotIn",
-    "InRegexp",
-    "Exists",
-    "DoesNotExist",
-    "Gt",
-    "Ge",
-    "Lt",
-    "Le",
-    "GtLt",
-    "GeLe",
-    "IsTrue",
-    "IsFalse",
-]
+# Upstream's MatchOp enum, in its order: the operators our rule engine implements. The empty
+# operator (MatchAny) is valid in the API types and in files, but not in the CRD.
+MATCH_OPS = OPS
 
 Schema = dict[str, Any]
 
