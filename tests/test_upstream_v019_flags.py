@@ -256,12 +256,9 @@ def test_every_master_config_key_is_known() -> None:
         deny_node_feature_labels=True,
         allow_overwrite=True,
     )
-    # Not enforced yet: each one set away from its default says so, naming itself.
-    unenforced = [w for w in config.warnings if "not enforced" in w]
-    # allowOverwrite: true is the default; denyNodeFeatureLabels is enforced (NodeFeatures).
-    assert len(unenforced) == 4
-    assert not [w for w in unenforced if "denyNodeFeatureLabels" in w]
-    assert parse_master_config("restrictions: {allowOverwrite: true}\n", "m").warnings == ()
+    # Every restriction is enforced (docs/compatibility.md §6): none warns.
+    assert not [w for w in config.warnings if "not enforced" in w], config.warnings
+    assert parse_master_config("restrictions: {allowOverwrite: false}\n", "m").warnings == ()
 
 
 def uncommented(text: str) -> str:

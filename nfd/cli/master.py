@@ -215,13 +215,8 @@ def resolve_feature_gates(args: argparse.Namespace, explicit: set[str]) -> list[
     if "enable_nodefeature_api" in explicit:
         gates["NodeFeatureAPI"] = bool(args.enable_nodefeature_api)
     args.feature_gates = gates
-    warnings = []
-    if gates["DisableAutoPrefix"]:
-        warnings.append(
-            "-feature-gates DisableAutoPrefix=true: not implemented by this nfd-master, "
-            "unprefixed names still get feature.node.kubernetes.io/"
-        )
-    return warnings
+    # DisableAutoPrefix is enforced (PolicyConfig.disable_auto_prefix): nothing to warn.
+    return []
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -287,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             resource_labels=_csv(args.resource_labels),
             enable_taints=bool(args.enable_taints),
             gpu_marking=bool(args.enable_gpu_marking),
+            disable_labels=running.restrictions.disable_labels,
+            disable_extended_resources=running.restrictions.disable_extended_resources,
+            disable_annotations=running.restrictions.disable_annotations,
+            disable_auto_prefix=bool(args.feature_gates["DisableAutoPrefix"]),
         )
     except PolicyError as err:
         log.error("%s", err)

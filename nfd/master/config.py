@@ -26,6 +26,7 @@ from typing import Any
 from nfd.configfile import ConfigError, is_devnull, load_yaml_with_lines
 from nfd.configfile import Where as _Where
 from nfd.durations import parse_duration
+from nfd.labels import name_errors, value_errors
 from nfd.master.policy import PolicyConfig, PolicyError
 from nfd.regex import RegexError, compile_re2
 
@@ -43,10 +44,9 @@ RESTRICTION_DEFAULTS: dict[str, bool] = {
     "allowOverwrite": True,
 }
 # The restrictions this master does not enforce yet: set to anything but the default, each
-# gets a warning at load. Whoever implements one removes it from here.
-UNENFORCED_RESTRICTIONS = frozenset(
-    {*RESTRICTION_DEFAULTS, "nodeFeatureNamespaceSelector"} - {"denyNodeFeatureLabels"}
-)
+# gets a warning at load. Whoever implements one removes it from here. (All of upstream
+# v0.19's are enforced: docs/compatibility.md §6.)
+UNENFORCED_RESTRICTIONS: frozenset[str] = frozenset()
 _SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
@@ -91,7 +91,7 @@ class MasterConfig:
     restrictions: Restrictions = field(default_factory=Restrictions)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
-    def policy(self, gpu_marking: bool) -> PolicyConfig:
+    def policy(self, gpu_marking: bool, disable_auto_prefix: bool = False) -> PolicyConfig:
         return PolicyConfig(
             extra_label_ns=self.extra_label_ns,
             deny_label_ns=self.deny_label_ns,
@@ -99,6 +99,10 @@ class MasterConfig:
             resource_labels=self.resource_labels,
             enable_taints=self.enable_taints,
             gpu_marking=gpu_marking,
+            disable_labels=self.restrictions.disable_labels,
+            disable_extended_resources=self.restrictions.disable_extended_resources,
+            disable_annotations=self.restrictions.disable_annotations,
+            disable_auto_prefix=disable_auto_prefix,
         )
 
 
@@ -178,6 +182,8 @@ def _label_selector(value: Any, where: str) -> Mapping[str, Any] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
         raise ConfigError(f"{where}.matchLabels: expected a mapping of strings to strings")
+    for k, v in labels.items():
+        _selector_label(k, v, f"{where}.matchLabels")
     expressions = value.get("matchExpressions") or []
     if not isinstance(expressions, list):
         raise ConfigError(f"{where}.matchExpressions: expected a list")
@@ -197,7 +203,21 @@ def _label_selector(value: Any, where: str) -> Mapping[str, Any] | None:
             raise ConfigError(f"{at}.values: must be non-empty for {op}")
         if op in ("Exists", "DoesNotExist") and values:
             raise ConfigError(f"{at}.values: must be empty for {op}")
+        _selector_label(expr["key"], None, at)
+        for v in values:
+            _selector_label(expr["key"], v, at)
     return {"matchLabels": dict(labels), "matchExpressions": [dict(e) for e in expressions]}
+
+
+def _selector_label(key: str, value: str | None, where: str) -> None:
+    """A selector's key must be a label name and each value a label value, as
+    metav1.LabelSelectorAsSelector requires (upstream's master fails to start else)."""
+    if errs := name_errors(key):
+        raise ConfigError(f"{where}: key {key!r} is not a valid label name: {'; '.join(errs)}")
+    if value is not None and (errs := value_errors(value)):
+        raise ConfigError(
+            f"{where}: value {value!r} of {key!r} is not a valid label value: {'; '.join(errs)}"
+        )
 
 
 def _restrictions(value: Any, at: _Where, warnings: list[str]) -> Restrictions:
@@ -428,12 +448,15 @@ class ConfigReloader:
         running: MasterConfig,
         set_policy: Callable[[PolicyConfig], None],
         gpu_marking: bool,
+        *,
+        disable_auto_prefix: bool = False,
     ) -> None:
         self.path, self.options, self.must_exist = path, options, must_exist
         self.args, self.explicit = args, explicit
         self.running = running
         self.set_policy = set_policy
         self.gpu_marking = gpu_marking
+        self.disable_auto_prefix = disable_auto_prefix
 
     def __call__(self) -> bool:
         """True when a new config was taken over."""
@@ -443,7 +466,10 @@ class ConfigReloader:
                 self.args,
                 self.explicit,
             )
-            policy = new.policy(self.gpu_marking)
+            # restrictions need a restart: the running ones stay in the policy.
+            policy = dataclasses.replace(new, restrictions=self.running.restrictions).policy(
+                self.gpu_marking, self.disable_auto_prefix
+            )
         except (ConfigError, PolicyError) as err:
             log.error("config reload rejected, keeping the previous config: %s", err)
             return False

@@ -31,7 +31,14 @@ from nfd.gpu.marking import GPU_HARDWARE_FEATURES, features_show_nvidia_gpu
 from nfd.labels import node_name_error
 from nfd.master.metrics import MasterMetrics
 from nfd.master.nodefeatures import NodeFeatureStore, NodeInput, merge_features_into
-from nfd.master.policy import Desired, PolicyConfig, Rejection, auto_prefix, build_desired
+from nfd.master.policy import (
+    Desired,
+    PolicyConfig,
+    Rejection,
+    build_desired,
+    needs_features,
+    prefix_names,
+)
 from nfd.master.queue import NodeGone, NodeQueue, Permanent
 from nfd.wire import MAX_LABELS, features_from_proto
 
@@ -326,7 +333,7 @@ class Master:
                 if st.blob:
                     req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
                     labels, features = dict(req.labels), req.features
-                labels, features = _combine(labels, features, nf)
+                labels, features = _combine(labels, features, nf, self.policy.disable_auto_prefix)
                 # A node fed only by NodeFeature objects always has its complete input.
                 allow = st.fresh if st.blob else True
                 self._process(name, labels, features, st, allow_remove=allow)
@@ -342,7 +349,7 @@ class Master:
 
     def _node_features_complete(self) -> bool:
         store = self.node_features
-        return store is None or store.synced.is_set()
+        return store is None or store.complete()
 
     def node_features_changed(self, nodes: Iterable[str]) -> None:
         """NodeFeature objects of ``nodes`` were created, changed or deleted."""
@@ -381,7 +388,7 @@ class Master:
             if st is not None and st.blob:
                 req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
                 labels, features = dict(req.labels), req.features
-            labels, features = _combine(labels, features, nf)
+            labels, features = _combine(labels, features, nf, self.policy.disable_auto_prefix)
             if st is None:
                 with self._lock:
                     st = self._state(node)
@@ -487,7 +494,9 @@ class Master:
             blob = blobs.get(name)
             if blob:
                 features = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob)).features
-            _, features = _combine({}, features, self._node_input(name))
+            _, features = _combine(
+                {}, features, self._node_input(name), self.policy.disable_auto_prefix
+            )
             yield name, features
 
     # -- connections -------------------------------------------------------------
@@ -588,7 +597,9 @@ class Master:
                 st = self._state(node)
                 if full:
                     st.fresh = True
-            labels, features = _combine(labels, features, self._node_input(node))
+            labels, features = _combine(
+                labels, features, self._node_input(node), self.policy.disable_auto_prefix
+            )
             return self._process(
                 node, labels, features, st, allow_remove=st.fresh, digest=digest, blob=blob
             )
@@ -615,7 +626,10 @@ class Master:
             # While a rule failed on this node its labels are missing from the desired
             # state: removing then would take them off the node for a moment.
             allow_remove = allow_remove and rules_ok
-        desired, rejected = build_desired(labels, self.policy, rule_output)
+        feats = None
+        if needs_features(labels) and features is not None:
+            feats = features_from_proto(features)  # @domain.feature.element values
+        desired, rejected = build_desired(labels, self.policy, rule_output, feats)
         desired.gpu_hardware = shows_nvidia_gpu(features)
         for rej in rejected:
             self.metrics.count_rejection(rej.kind)
@@ -754,7 +768,7 @@ class Master:
             req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob))
             grpc_labels = dict(req.labels)
             grpc_features = req.features if req.HasField("features") else None
-        labels, features = _combine(grpc_labels, grpc_features, nf)
+        labels, features = _combine(grpc_labels, grpc_features, nf, policy.disable_auto_prefix)
         feats = features_from_proto(features) if features is not None else Features()
         active = [r for r in rules if _rule_key(r) not in blown]
         doc = explain_node(
@@ -784,12 +798,14 @@ def _combine(
     labels: Mapping[str, str],
     features: v1alpha1_pb2.Features | None,
     nf: NodeInput | None,
+    keep_names: bool = False,
 ) -> tuple[Mapping[str, str], v1alpha1_pb2.Features | None]:
     """A worker's update with the node's NodeFeature objects merged after it, as if it
-    were the first object in upstream's merge order: NodeFeature objects win conflicts."""
+    were the first object in upstream's merge order: NodeFeature objects win conflicts.
+    ``keep_names``: DisableAutoPrefix (unprefixed names are not prefixed)."""
     if nf is None:
         return labels, features
-    out_labels = {auto_prefix(k): v for k, v in labels.items()}
+    out_labels = prefix_names(labels, keep_names)
     out_labels.update(nf.labels)
     out = v1alpha1_pb2.Features()
     if features is not None:

@@ -76,7 +76,7 @@ def _serve(
     if args.no_publish and args.kubeconfig:
         # Read-only: log the exact patch that would be sent. Without a reachable API the
         # master still runs and logs the desired state instead.
-        apply = _dry_run_apply(args)
+        apply = _dry_run_apply(args, running.restrictions.allow_overwrite)
     elif not args.no_publish:
         from nfd.master.kube import KubeNodes, NodeUpdater, load_api_client
 
@@ -86,6 +86,7 @@ def _serve(
             instance=args.instance,
             gpu_fn=_gpu_fn(bool(args.enable_gpu_marking)),
             on_update=metrics.updates.inc,
+            allow_overwrite=running.restrictions.allow_overwrite,
         )
 
         def apply(node: str, item: WorkItem) -> bool:
@@ -100,6 +101,7 @@ def _serve(
     )
     node_watch = None
     nf_watch = gc = None
+    ns_watch = None
     if api_client is not None and nodefeature_api_enabled(args):
         from nfd.master.nodefeatures import NodeFeatureStore, NodeFeatureWatcher
 
@@ -107,7 +109,20 @@ def _serve(
             _namespace(args.namespace),
             lambda node, labels, feats: master.budget.check(node, labels, feats),
             deny_third_party_labels=running.restrictions.deny_node_feature_labels,
+            disable_auto_prefix=policy.disable_auto_prefix,
         )
+        selector = running.restrictions.node_feature_namespace_selector
+        if selector is not None:
+            from nfd.master.namespaces import NamespaceWatcher
+
+            ns_store = store
+            ns_watch = NamespaceWatcher(
+                api_client,
+                selector,
+                lambda names: master.node_features_changed(ns_store.nodes_in(names)),
+                lambda: master.node_features_synced(ns_store.nodes(), True),
+            )
+            store.namespace_filter = ns_watch
         master.node_features = store
         nf_watch = NodeFeatureWatcher(
             api_client,
@@ -140,6 +155,8 @@ def _serve(
         # State only for Nodes that exist: made-up names keep nothing, deleted ones go.
         node_watch = NodeWatcher(api_client, master.set_known_nodes, master.node_added, on_deleted)
         node_watch.start()
+        if ns_watch is not None:
+            ns_watch.start()
         if nf_watch is not None:
             nf_watch.start()
         if gc is not None:
@@ -172,6 +189,7 @@ def _serve(
             running,
             master.set_policy,
             bool(args.enable_gpu_marking),
+            disable_auto_prefix=policy.disable_auto_prefix,
         )
         config_watch = ConfigWatcher(args.config, reload)
         config_watch.start()
@@ -226,7 +244,7 @@ def _serve(
             started.is_set()
             and (watcher is None or watcher.synced.is_set())
             and (node_watch is None or node_watch.synced.is_set())
-            and (nf_watch is None or nf_watch.store.synced.is_set())
+            and (nf_watch is None or nf_watch.store.complete())
             and master.serving()
         ),
         health=health,
@@ -292,6 +310,8 @@ def _serve(
         node_watch.stop()
     if nf_watch:
         nf_watch.stop()
+    if ns_watch:
+        ns_watch.stop()
     if gc:
         gc.stop()
     if group_watch:
@@ -378,7 +398,9 @@ def _gpu_fn(enabled: bool) -> Any:
     return compute_gpu_labels
 
 
-def _dry_run_apply(args: argparse.Namespace) -> Callable[[str, WorkItem], None] | None:
+def _dry_run_apply(
+    args: argparse.Namespace, allow_overwrite: bool = True
+) -> Callable[[str, WorkItem], None] | None:
     from nfd.master.kube import KubeNodes, NodeUpdater, load_api_client
 
     try:
@@ -386,6 +408,7 @@ def _dry_run_apply(args: argparse.Namespace) -> Callable[[str, WorkItem], None] 
             KubeNodes(load_api_client(args.kubeconfig)),
             instance=args.instance,
             gpu_fn=_gpu_fn(bool(args.enable_gpu_marking)),
+            allow_overwrite=allow_overwrite,
         )
     except Exception as err:  # noqa: BLE001 - no API: --no-publish works without one
         log.warning("--no-publish: no Kubernetes API (%s); logging desired state only", err)

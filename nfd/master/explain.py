@@ -165,7 +165,7 @@ def explain_node(
     which label (NodeFeatureStore.label_sources), ``grpc_labels`` what the gRPC worker
     sent (default: all of ``worker_labels``), ``own_object`` the node's own object."""
     rule_output, setters = rule_setters(rules, features) if rules else (None, {})
-    desired, rejected = build_desired(worker_labels, policy, rule_output)
+    desired, rejected = build_desired(worker_labels, policy, rule_output, features)
     local_labels = features.attributes.get(LOCAL_LABELS, {})
     worker_names = {auto_prefix(k) for k in worker_labels}
     sources = label_sources or {}

@@ -126,9 +126,13 @@ class NodeUpdater:
         instance: str = "",
         gpu_fn: GpuFn | None = None,
         on_update: Callable[[], None] | None = None,
+        allow_overwrite: bool = True,
     ) -> None:
         self.nodes = nodes
         self.instance = instance
+        # restrictions.allowOverwrite: False leaves labels, feature annotations and
+        # extended resources NFD does not own as they are (and does not take them over).
+        self.allow_overwrite = allow_overwrite
         self.gpu_fn = gpu_fn
         self.on_update = on_update
 
@@ -173,7 +177,12 @@ class NodeUpdater:
         if self.gpu_fn is not None:
             desired = desired_with_gpu(node, desired, owned, allow_remove, self.gpu_fn)
         return compute_patch(
-            node, desired, owned, allow_remove=allow_remove, instance=self.instance
+            node,
+            desired,
+            owned,
+            allow_remove=allow_remove,
+            instance=self.instance,
+            allow_overwrite=self.allow_overwrite,
         )
 
     def _loop(

@@ -12,7 +12,10 @@ one input, as upstream v0.19 does:
   are unioned, instances appended. So on a conflict the object last in that order wins
   (a third-party object beats the node's own worker's object in the NFD namespace).
 - Unprefixed label names get ``feature.node.kubernetes.io/`` per object before the
-  merge (the DisableAutoPrefix feature gate is not implemented).
+  merge, unless the feature gate DisableAutoPrefix is on (then they stay as written).
+- ``restrictions.nodeFeatureNamespaceSelector``: only objects in the namespaces it
+  selects are merged (the master's own namespace is not special, as upstream); the
+  others are kept (for the GC and a later change of the selection) but give nothing.
 
 Memory: per object only its node, its namespace/name, its labels and its features as a
 zlib-compressed v1alpha1.Features protobuf are kept, never the object (no
@@ -32,11 +35,11 @@ import time
 import zlib
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from nfd._proto import v1alpha1_pb2
 from nfd.features import FeatureFormatError, Features
-from nfd.master.policy import auto_prefix
+from nfd.master.policy import prefix_names
 from nfd.wire import features_to_proto
 
 log = logging.getLogger("nfd-master")
@@ -46,6 +49,14 @@ NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
 # Upstream v0.19's informerPageSize default.
 DEFAULT_PAGE_SIZE = 200
 Key = tuple[str, str]  # (namespace, name)
+
+
+class NamespaceFilter(Protocol):
+    """Which namespaces' NodeFeature objects count (nfd.master.namespaces)."""
+
+    synced: threading.Event
+
+    def selected(self, namespace: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -78,15 +89,18 @@ def merge_features_into(out: v1alpha1_pb2.Features, src: v1alpha1_pb2.Features) 
         out.instances[name].elements.extend(ifs.elements)
 
 
-def spec_of(obj: Mapping[str, Any]) -> tuple[dict[str, str], v1alpha1_pb2.Features]:
-    """(labels, features) of a NodeFeature object; ValueError naming the bad field."""
+def spec_of(
+    obj: Mapping[str, Any], keep_names: bool = False
+) -> tuple[dict[str, str], v1alpha1_pb2.Features]:
+    """(labels, features) of a NodeFeature object; ValueError naming the bad field.
+    ``keep_names``: DisableAutoPrefix (unprefixed label names are not prefixed)."""
     spec = obj.get("spec") or {}
     if not isinstance(spec, Mapping):
         raise ValueError("spec: expected a mapping")
     raw = spec.get("labels") or {}
     if not isinstance(raw, Mapping):
         raise ValueError("spec.labels: expected a mapping")
-    labels = {auto_prefix(str(k)): "" if v is None else str(v) for k, v in raw.items()}
+    labels = prefix_names({str(k): "" if v is None else str(v) for k, v in raw.items()}, keep_names)
     try:
         features = Features.from_dict(spec.get("features"))
     except FeatureFormatError as err:
@@ -116,9 +130,14 @@ class NodeFeatureStore:
         check: Callable[[str, Mapping[str, str], v1alpha1_pb2.Features], None] | None = None,
         *,
         deny_third_party_labels: bool = False,
+        disable_auto_prefix: bool = False,
+        namespace_filter: NamespaceFilter | None = None,
     ) -> None:
         self.namespace = namespace
         self.check = check
+        self.disable_auto_prefix = disable_auto_prefix
+        # restrictions.nodeFeatureNamespaceSelector: None, every namespace counts.
+        self.namespace_filter = namespace_filter
         # restrictions.denyNodeFeatureLabels: only the node's own object (in the master's
         # namespace, named after the node) gives labels; the others give only features.
         self.deny_third_party_labels = deny_third_party_labels
@@ -155,11 +174,28 @@ class NodeFeatureStore:
         # Own namespace first, then by name, then by namespace (upstream's sort).
         return sorted(keys, key=lambda k: (k[0] != self.namespace, k[1], k[0]))
 
+    def complete(self) -> bool:
+        """Every object is listed and, with a namespace selector, the namespaces too:
+        until then a node's merged input may lack objects (nothing may be removed)."""
+        selected = self.namespace_filter
+        return self.synced.is_set() and (selected is None or selected.synced.is_set())
+
+    def _counts(self, key: Key) -> bool:
+        selected = self.namespace_filter
+        return selected is None or selected.selected(key[0])
+
+    def nodes_in(self, namespaces: Iterable[str]) -> set[str]:
+        """The nodes that objects in ``namespaces`` name (a change of the selection)."""
+        wanted = set(namespaces)
+        with self._lock:
+            return {o.node for k, o in self._objs.items() if o.node and k[0] in wanted}
+
     def merged(self, node: str) -> NodeInput | None:
-        """The node's objects merged in upstream's order; None when it has none."""
+        """The node's objects merged in upstream's order; None when it has none (or
+        none in a selected namespace)."""
         with self._lock:
             objs = [(k, self._objs[k]) for k in self._order(self._by_node.get(node, ()))]
-            objs = [(k, o) for k, o in objs if o.ok]
+            objs = [(k, o) for k, o in objs if o.ok and self._counts(k)]
         if not objs:
             return None
         labels: dict[str, str] = {}
@@ -180,7 +216,7 @@ class NodeFeatureStore:
         own = (self.namespace, node)
         out: dict[str, list[tuple[Key, str]]] = {}
         for key, o in objs:
-            if not o.ok or (self.deny_third_party_labels and key != own):
+            if not o.ok or not self._counts(key) or (self.deny_third_party_labels and key != own):
                 continue
             for name, value in o.labels.items():
                 out.setdefault(name, []).append((key, value))
@@ -195,7 +231,7 @@ class NodeFeatureStore:
         if not node:
             return self._put(key, _Obj("", {}, b"", b""))
         try:
-            labels, features = spec_of(obj)
+            labels, features = spec_of(obj, self.disable_auto_prefix)
             if self.check is not None:
                 self.check(node, labels, features)
         except ValueError as err:

@@ -65,12 +65,51 @@ def escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+def _split_name(name: str) -> str:
+    # "/x" is the unprefixed name x (DisableAutoPrefix); "x" is feature.node.kubernetes.io/x.
+    return name[1:] if name.startswith("/") else auto_prefix(name)
+
+
+def _join_name(name: str) -> str:
+    return "/" + name if "/" not in name else strip_default_ns(name)
+
+
 def _split_names(value: str | None) -> set[str]:
-    return {auto_prefix(n.strip()) for n in (value or "").split(",") if n.strip()}
+    return {_split_name(n.strip()) for n in (value or "").split(",") if n.strip()}
 
 
 def _join_names(names: Iterable[str]) -> str:
-    return ",".join(sorted(strip_default_ns(n) for n in names))
+    """Upstream's format (default namespace stripped). An unprefixed name (feature gate
+    DisableAutoPrefix) is written ``/name``: upstream would write ``name``, which reads
+    back as ``feature.node.kubernetes.io/name``, so it would never remove the label
+    and could remove a label of that name it does not own; ``/name`` is no label name,
+    so upstream reading it removes nothing."""
+    return ",".join(sorted(_join_name(n) for n in names))
+
+
+def without_foreign(
+    desired: Desired,
+    owned: Owned,
+    labels: Mapping[str, str] | None,
+    annotations: Mapping[str, str] | None,
+    capacity: Mapping[str, str] | None,
+) -> Desired:
+    """restrictions.allowOverwrite=false: ``desired`` less the labels, feature
+    annotations and extended resources already on the node that NFD does not own, so
+    they are neither overwritten nor taken over (what NFD owns it still updates)."""
+
+    def keep(
+        items: Mapping[str, str], present: Mapping[str, str] | None, mine: set[str]
+    ) -> dict[str, str]:
+        return {k: v for k, v in items.items() if k in mine or present is None or k not in present}
+
+    return Desired(
+        keep(desired.labels, labels, owned.labels),
+        keep(desired.annotations, annotations, owned.annotations),
+        keep(desired.extended_resources, capacity, owned.extended_resources),
+        desired.taints,
+        desired.gpu_hardware,
+    )
 
 
 def parse_owned(node: Mapping[str, Any], instance: str = "") -> Owned:
@@ -116,6 +155,7 @@ def compute_patch(
     allow_remove: bool = True,
     instance: str = "",
     drop_all_tracking: bool = False,
+    allow_overwrite: bool = True,
 ) -> list[Op]:
     """The JSON patch taking ``node`` (a plain dict as the API returns it) to ``desired``.
 
@@ -126,6 +166,7 @@ def compute_patch(
     of ``metadata.resourceVersion`` so a concurrent writer makes the patch fail instead
     of being overwritten. An empty list means the node is already as wanted.
     ``drop_all_tracking``: also delete the tracking annotations (``--prune``).
+    ``allow_overwrite=False`` (restrictions.allowOverwrite): see ``without_foreign``.
     """
     if owned is None:
         owned = parse_owned(node, instance)
@@ -136,6 +177,8 @@ def compute_patch(
     status = node.get("status") or {}
     capacity: Mapping[str, str] | None = status.get("capacity")
     allocatable: Mapping[str, str] | None = status.get("allocatable")
+    if not allow_overwrite:
+        desired = without_foreign(desired, owned, labels, annotations, capacity)
 
     def keep_owned(
         previous: set[str], present: Mapping[str, str] | None, want: Iterable[str]

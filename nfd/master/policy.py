@@ -90,6 +90,13 @@ class PolicyConfig:
     resource_labels: frozenset[str] = frozenset()
     enable_taints: bool = False
     gpu_marking: bool = True
+    # restrictions.disableLabels / disableExtendedResources / disableAnnotations (upstream
+    # v0.19): nothing of that kind is wanted on any node, so what NFD owns of it goes.
+    disable_labels: bool = False
+    disable_extended_resources: bool = False
+    disable_annotations: bool = False
+    # Feature gate DisableAutoPrefix: unprefixed names stay unprefixed.
+    disable_auto_prefix: bool = False
 
     def __post_init__(self) -> None:
         if self.label_whitelist is not None:
@@ -102,6 +109,21 @@ class PolicyConfig:
 def auto_prefix(name: str) -> str:
     """Unprefixed names get the default namespace (feature gate DisableAutoPrefix off)."""
     return name if "/" in name else f"{DEFAULT_NS}/{name}"
+
+
+def prefix_names(names: Mapping[str, str], disabled: bool = False) -> dict[str, str]:
+    """Upstream's addNsToMapKeys: unprefixed keys get the default namespace, and where
+    a map has both ``x`` and ``feature.node.kubernetes.io/x`` the prefixed one wins.
+    ``disabled`` (DisableAutoPrefix): the keys as they are."""
+    if disabled:
+        return dict(names)
+    out: dict[str, str] = {}
+    for key, value in names.items():
+        if "/" in key:
+            out[key] = value
+        elif f"{DEFAULT_NS}/{key}" not in names:
+            out[f"{DEFAULT_NS}/{key}"] = value
+    return out
 
 
 def strip_default_ns(name: str) -> str:
@@ -140,7 +162,7 @@ def check_label(name: str, value: str, cfg: PolicyConfig) -> str | None:
     if errs := name_errors(name):
         return f"invalid name: {'; '.join(errs)}"
     ns, _, base = name.rpartition("/")
-    if not ns:
+    if not ns and not cfg.disable_auto_prefix:
         return "label name must have a namespace"
     denied = _kubernetes_ns_denied(ns, (DEFAULT_NS, PROFILE_NS)) or _deny_listed(
         ns, cfg.deny_label_ns
@@ -156,14 +178,15 @@ def check_label(name: str, value: str, cfg: PolicyConfig) -> str | None:
     return None
 
 
-def _check_owned_ns(name: str) -> str | None:
-    """Annotations, extended resources and taints: prefixed, not kubernetes.io except
-    feature.node.kubernetes.io (and sub-namespaces)."""
+def _check_owned_ns(name: str, unprefixed_ok: bool = False) -> str | None:
+    """Annotations, extended resources and taints: prefixed (annotations and extended
+    resources need not be under DisableAutoPrefix, taints always), not kubernetes.io
+    except feature.node.kubernetes.io (and sub-namespaces)."""
     if errs := name_errors(name):
         return f"invalid name: {'; '.join(errs)}"
     ns = name.rpartition("/")[0]
     if not ns:
-        return "name must have a namespace"
+        return None if unprefixed_ok else "name must have a namespace"
     if _kubernetes_ns_denied(ns, (DEFAULT_NS,)):
         return f"namespace {ns!r} is not allowed"
     return None
@@ -181,23 +204,74 @@ def _is_int(value: str) -> bool:
     return True
 
 
+def needs_features(labels: Mapping[str, str]) -> bool:
+    """Whether a label value is a dynamic ``@domain.feature.element`` reference (the
+    caller then passes the node's features to ``build_desired``)."""
+    return any(v.startswith("@") for v in labels.values())
+
+
+def resolve_dynamic_labels(
+    labels: Mapping[str, str],
+    features: Any,
+    rule_output: Any = None,
+) -> tuple[dict[str, str], list[Rejection]]:
+    """Upstream v0.19's master resolves ``@domain.feature.element`` in every label value
+    (filterFeatureLabel), NodeFeature ``spec.labels`` included, against the node's
+    features with the rules' ``rule.matched`` feedback. A reference that does not resolve
+    costs only its label."""
+    from nfd.features import Features
+    from nfd.rules.engine import RULE_BACKREF_FEATURE, dynamic_value
+
+    if not needs_features(labels):
+        return dict(labels), []
+    feats = features if features is not None else Features()
+    if rule_output is not None and (rule_output.labels or rule_output.vars):
+        backrefs = dict(feats.attributes.get(RULE_BACKREF_FEATURE, {}))
+        backrefs.update(rule_output.labels)
+        backrefs.update(rule_output.vars)
+        feats = Features(
+            flags=feats.flags,
+            attributes={**feats.attributes, RULE_BACKREF_FEATURE: backrefs},
+            instances=feats.instances,
+        )
+    out: dict[str, str] = {}
+    rejected: list[Rejection] = []
+    for name, value in labels.items():
+        if value.startswith("@"):
+            try:
+                value = dynamic_value(value, feats)
+            except ValueError as err:
+                rejected.append(Rejection("label", name, f"dynamic value: {err}"))
+                continue
+        out[name] = value
+    return out, rejected
+
+
 def build_desired(
     worker_labels: Mapping[str, str],
     cfg: PolicyConfig,
     rule_output: Any = None,
+    features: Any = None,
 ) -> tuple[Desired, list[Rejection]]:
     """Apply the policy to a worker's labels plus NodeFeatureRule output.
 
     ``rule_output`` is the rules engine's RuleOutput (labels, annotations, taints,
-    extended_resources) or None. Rule labels override worker labels.
+    extended_resources) or None. Rule labels override worker labels. ``features``
+    (nfd.features.Features): the node's features, to resolve ``@domain.feature.element``
+    label values of the worker and NodeFeature labels (see ``needs_features``); rule
+    outputs come resolved from the engine.
     """
     desired = Desired()
     rejected: list[Rejection] = []
+    keep = cfg.disable_auto_prefix
 
-    raw: dict[str, str] = {auto_prefix(k): v for k, v in worker_labels.items()}
+    worker, rejected = resolve_dynamic_labels(
+        prefix_names(worker_labels, keep), features, rule_output
+    )
+    raw: dict[str, str] = dict(worker)
     if rule_output is not None:
-        raw.update({auto_prefix(k): str(v) for k, v in rule_output.labels.items()})
-    resource_names = {auto_prefix(n) for n in cfg.resource_labels}
+        raw.update(prefix_names({k: str(v) for k, v in rule_output.labels.items()}, keep))
+    resource_names = set(prefix_names(dict.fromkeys(cfg.resource_labels, ""), keep))
     for name, value in sorted(raw.items()):
         reason = check_label(name, value, cfg)
         if reason:
@@ -209,18 +283,20 @@ def build_desired(
             desired.labels[name] = value
 
     if rule_output is not None:
-        for name, value in sorted(rule_output.annotations.items()):
-            name, value = auto_prefix(name), str(value)
-            reason = _check_owned_ns(name)
+        annotations = prefix_names({k: str(v) for k, v in rule_output.annotations.items()}, keep)
+        for name, value in sorted(annotations.items()):
+            reason = _check_owned_ns(name, keep)
             if not reason and len(value) > MAX_ANNOTATION_VALUE:
                 reason = f"value longer than {MAX_ANNOTATION_VALUE} characters"
             if reason:
                 rejected.append(Rejection("annotation", name, reason))
             else:
                 desired.annotations[name] = value
-        for name, value in sorted(rule_output.extended_resources.items()):
-            name, value = auto_prefix(name), str(value)
-            reason = _check_owned_ns(name)
+        resources = prefix_names(
+            {k: str(v) for k, v in rule_output.extended_resources.items()}, keep
+        )
+        for name, value in sorted(resources.items()):
+            reason = _check_owned_ns(name, keep)
             if not reason and not is_quantity(value):
                 reason = f"value {value!r} is not a resource quantity"
             if reason:
@@ -236,7 +312,19 @@ def build_desired(
             elif (taint.key, taint.effect) not in seen:
                 seen.add((taint.key, taint.effect))
                 desired.taints.append(taint)
+    restrict(desired, cfg)
     return desired, rejected
+
+
+def restrict(desired: Desired, cfg: PolicyConfig) -> None:
+    """restrictions.disable*: as upstream, applied after the checks (a refused item is
+    still reported); taints are not affected (they follow enableTaints)."""
+    if cfg.disable_labels:
+        desired.labels.clear()
+    if cfg.disable_extended_resources:
+        desired.extended_resources.clear()
+    if cfg.disable_annotations:
+        desired.annotations.clear()
 
 
 def _taint(t: Any) -> Taint:

@@ -85,7 +85,6 @@ def test_unknown_and_unsupported_keys_warn_with_their_line() -> None:
     assert cfg.enable_taints
     assert cfg.warnings == (
         "m.conf:2: bogus: unknown option, ignored",
-        "m.conf:4: restrictions.disableLabels: accepted but not enforced by this nfd-master yet",
         "m.conf:6: leaderElection.nope: unknown option, ignored",
     )
 
