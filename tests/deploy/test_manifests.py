@@ -93,6 +93,8 @@ def test_master_rbac_is_least_privilege() -> None:
     assert rules(find(objs, "ClusterRole", "nfd-master")) == {
         *{("", "nodes", "*", v) for v in ("get", "list", "watch", "patch", "update")},
         ("", "nodes/status", "*", "patch"),
+        # restrictions.nodeFeatureNamespaceSelector, as upstream v0.19's ClusterRole.
+        *{("", "namespaces", "*", v) for v in ("list", "watch")},
         *{
             ("nfd.k8s-sigs.io", resource, "*", v)
             for resource in ("nodefeatures", "nodefeaturerules", "nodefeaturegroups")
