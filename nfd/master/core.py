@@ -276,6 +276,11 @@ class Master:
         self._rule_reports: dict[tuple[str, str], _RuleReport] = {}
         self._trimmer = _MemoryTrimmer()
         self._node_locks = [threading.RLock() for _ in range(NODE_LOCK_STRIPES)]
+        # The periodic resync's pass over Nodes without any input (``_clear_idle``):
+        # those seen idle at the previous resync, and whether any gRPC worker has
+        # sent an update to this master (then that pass never runs).
+        self._idle_seen: set[str] = set()
+        self._grpc_seen = False
         # NodeFeature objects (the CLI's NodeFeatureWatcher fills it): merged into every
         # node's input after the node's gRPC worker state (docs/compatibility.md).
         self.node_features: NodeFeatureStore | None = None
@@ -403,10 +408,51 @@ class Master:
 
     def resync(self) -> None:
         """Re-evaluate and re-apply every node from its cached state (--resync-period):
-        restores labels someone removed by hand."""
+        restores labels someone removed by hand. Then clear what NFD owns on Nodes that
+        have had no input for two resyncs in a row (``_clear_idle``)."""
         with self._lock:
             rules = list(self._rules)
         self.set_rules(rules)
+        self._clear_idle()
+
+    def idle_nodes(self) -> set[str]:
+        """Existing Nodes the master has no input for: no gRPC worker state and no
+        NodeFeature object that counts. Empty unless that can be known (Nodes and every
+        NodeFeature listed, rules listed) and no gRPC worker was ever seen."""
+        store = self.node_features
+        with self._lock:
+            if (
+                store is None
+                or self._known is None
+                or self._grpc_seen
+                or not self.rules_listed
+                or not store.complete()
+            ):
+                return set()
+            candidates = self._known - set(self._nodes)
+        return {n for n in candidates if store.merged(n) is None}
+
+    def _clear_idle(self) -> None:
+        """Upstream v0.19's periodic resync evaluates every Node: one whose NodeFeature
+        objects all vanished while no master ran (so no deletion was ever seen) loses
+        its NFD labels at the first resync after the one that found it without objects
+        (upstream's processedOnce). Here only while no gRPC worker has ever sent to this
+        master: a v0.16-style worker that is down leaves its labels, as upstream v0.16.
+        Nodes that own nothing get no write (the patch is empty)."""
+        idle = self.idle_nodes()
+        with self._lock:
+            due, self._idle_seen = idle & self._idle_seen, idle
+        if due:
+            log.info("resync: %d nodes without any input: clearing what NFD owns", len(due))
+        for node in sorted(due):
+            with self._node_lock(node):
+                with self._lock:
+                    if node in self._nodes or self._grpc_seen:
+                        continue
+                if self._node_input(node) is not None:
+                    continue
+                # As upstream's NodeFeatureGroups, a node without features is in none.
+                self._process(node, {}, None, _NodeState(), allow_remove=True, groups=False)
 
     # -- which Nodes exist -----------------------------------------------------------
 
@@ -557,6 +603,7 @@ class Master:
         Raises InvalidUpdate (UnknownNode for a Node that does not exist)."""
         self.metrics.update_requests.inc()
         self.check_update(node, labels, features)
+        self._grpc_seen = True
         if digest is None:
             digest = request_digest(labels, features)
         with self._lock:
@@ -614,6 +661,7 @@ class Master:
         allow_remove: bool,
         digest: bytes | None = None,
         blob: bytes = b"",
+        groups: bool = True,
     ) -> Result:
         with self._lock:
             rules, generation = self._rules, self._rules_generation
@@ -639,7 +687,7 @@ class Master:
                 st.digest, st.blob = digest, blob
             st.rules_generation = generation
         self.submit(node, WorkItem(desired, allow_remove))
-        if self.groups is not None:
+        if self.groups is not None and groups:
             self.groups.node_features(node, features)
         return Result(labels=desired.labels, rejected=rejected)
 

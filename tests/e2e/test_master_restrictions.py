@@ -209,3 +209,42 @@ def test_dynamic_values_in_nodefeature_labels(harness: Harness, namespace: str) 
     wait_until(
         lambda: "element nope not found on feature vendor.driver" in master.text(), 10, "logged"
     )
+
+
+def test_resync_clears_a_node_whose_objects_vanished_while_no_master_ran(
+    harness: Harness, namespace: str
+) -> None:
+    """Upstream's periodic resync: a Node whose NodeFeature objects all went while no
+    master ran loses NFD's labels at the second resync that finds it without input, not
+    at start and not at the first; labels NFD does not own stay. Once a gRPC worker has
+    sent to the master, that pass is off: a node labelled over gRPC keeps its labels."""
+    from tests.e2e.test_master_nodefeatures import set_labels
+
+    plane, h = harness.plane, harness
+    node, grpc_node = register(h, "vanished"), register(h, "grpc-kept")
+    create(plane, nodefeature(namespace, node, node, {"gone": "1"}))
+    master, port = h.master(f"--namespace={namespace}")
+    h.wait_labels(node, lambda lb: f"{FNK}/gone" in lb, "NodeFeature label")
+    set_labels(port, grpc_node, {f"{FNK}/from-grpc": "1"})
+    h.wait_labels(grpc_node, lambda lb: f"{FNK}/from-grpc" in lb, "gRPC label")
+    master.stop()
+    delete(plane, namespace, node)
+    plane.core.patch_node(node, {"metadata": {"labels": {"team": "a"}}})
+
+    # With a gRPC worker seen: several resyncs, nothing cleared anywhere.
+    master, port = h.master(f"--namespace={namespace}", "--resync-period=1s")
+    set_labels(port, register(h, "other"), {f"{FNK}/x": "1"})  # any gRPC update
+    wait_until(lambda: master.text().count("periodic resync") >= 4, 30, "four resyncs")
+    assert f"{FNK}/gone" in h.node_labels(node)
+    assert f"{FNK}/from-grpc" in h.node_labels(grpc_node)
+    master.stop()
+
+    # A NodeFeature-only master: kept at start and at the first resync, cleared after.
+    master, _ = h.master(f"--namespace={namespace}", "--resync-period=3s")
+    assert f"{FNK}/gone" in h.node_labels(node)
+    wait_until(lambda: master.text().count("periodic resync") >= 1, 30, "first resync")
+    assert f"{FNK}/gone" in h.node_labels(node)
+    got = h.wait_labels(node, lambda lb: f"{FNK}/gone" not in lb, "cleared", timeout=30)
+    assert got["team"] == "a"
+    assert f"{ANN}/feature-labels" not in annotations(h, node)
+    assert "nodes without any input: clearing what NFD owns" in master.text()

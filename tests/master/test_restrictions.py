@@ -397,3 +397,49 @@ def test_restrictions_reach_the_policy_and_need_a_restart(tmp_path: Path) -> Non
     assert reload()
     assert got[-1].enable_taints and got[-1].disable_labels and got[-1].disable_auto_prefix
     assert not got[-1].disable_extended_resources
+
+
+# -- the periodic resync's pass over Nodes without input --------------------------------
+
+
+def test_resync_clears_nodes_without_input_at_the_second_pass_only() -> None:
+    master = Master(PolicyConfig(), None)
+    applied: list[tuple[str, WorkItem]] = []
+    master.submit = lambda n, item: applied.append((n, item))  # type: ignore[method-assign]
+    store = NodeFeatureStore("nfd")
+    master.node_features = store
+    store.upsert(nf("nfd", "fed", "fed", {"x": "1"}))
+    store.synced.set()
+    master.set_known_nodes({"fed", "idle"})
+    master.node_features_synced(store.nodes(), first=True)
+    applied.clear()
+    master.resync()
+    # First pass: found without input, nothing removed yet (upstream's processedOnce).
+    assert [n for n, _ in applied] == ["fed"]
+    applied.clear()
+    master.resync()
+    assert [n for n, _ in applied] == ["fed", "idle"]
+    idle = applied[-1][1]
+    assert idle.allow_remove and idle.desired == Desired()
+
+
+def test_resync_never_clears_once_a_grpc_worker_was_seen() -> None:
+    master = Master(PolicyConfig(), None)
+    applied: list[tuple[str, WorkItem]] = []
+    master.submit = lambda n, item: applied.append((n, item))  # type: ignore[method-assign]
+    store = NodeFeatureStore("nfd")
+    master.node_features = store
+    store.synced.set()
+    master.set_known_nodes({"grpc", "idle"})
+    master.handle_update("grpc", {f"{FNK}/w": "1"}, None)
+    master.forget("grpc")  # e.g. its state dropped: still, a gRPC cluster
+    for _ in range(3):
+        master.resync()
+    assert {n for n, _ in applied} == {"grpc"}
+    # Without a NodeFeature API (gRPC only) there is no such pass either.
+    plain = Master(PolicyConfig(), None)
+    plain.submit = lambda n, item: applied.append((n, item))  # type: ignore[method-assign]
+    plain.set_known_nodes({"other"})
+    plain.resync()
+    plain.resync()
+    assert "other" not in {n for n, _ in applied}
