@@ -88,6 +88,11 @@ def test_the_count_includes_labels_the_master_owns_outside_nfd_namespaces():
         "feature.node.kubernetes.io/team",
         "nvidia.com/gpu.product",
     }
+    # DisableAutoPrefix: the master writes an unprefixed label as "/name".
+    assert owned_labels({"nfd.node.kubernetes.io/feature-labels": "/foo,foo"}) == {
+        "foo",
+        "feature.node.kubernetes.io/foo",
+    }
     labels = {
         "feature.node.kubernetes.io/cpu-x": "true",
         "nvidia.com/gpu.product": "H100",

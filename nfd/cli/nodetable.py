@@ -39,10 +39,13 @@ FEATURE_LABELS_ANNOTATION = "nfd.node.kubernetes.io/feature-labels"
 
 def owned_labels(annotations: Mapping[str, str]) -> frozenset[str]:
     """The label names the master's annotation lists, with the default namespace added
-    to those it wrote without one (as upstream writes them)."""
+    to those it wrote without one (as upstream writes them); ``/name`` is the unprefixed
+    label ``name`` (feature gate DisableAutoPrefix, nfd.master.patch)."""
     text = annotations.get(FEATURE_LABELS_ANNOTATION) or ""
     names = (n.strip() for n in text.split(","))
-    return frozenset(n if "/" in n else DEFAULT_NS + n for n in names if n)
+    return frozenset(
+        n[1:] if n.startswith("/") else n if "/" in n else DEFAULT_NS + n for n in names if n
+    )
 
 
 def is_nfd_label(name: str) -> bool:
