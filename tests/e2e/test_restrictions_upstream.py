@@ -150,3 +150,31 @@ def test_upstream_namespace_selector_does_not_spare_its_own_namespace(
     upstream_master(h, node, namespace, options(nodeFeatureNamespaceSelector=selector))
     got = h.wait_labels(node, lambda lb: f"{FNK}/vendor" in lb, "selected namespace's label")
     assert f"{FNK}/own" not in got
+
+
+def test_upstream_disable_restrictions_cover_nodefeature_and_rule_outputs(
+    harness: Harness, namespace: str
+) -> None:
+    """disableLabels drops NodeFeature labels and rule labels alike, disableAnnotations the
+    rule's feature annotations, disableExtendedResources its extended resources; the
+    tracking annotations of what is left stay (ours: test_master_restrictions.py)."""
+    from tests.e2e.test_master_restrictions import features_for, rule
+
+    plane, h = harness.plane, harness
+    node = node_for_upstream(h, "up-disable")
+    create(plane, nodefeature(namespace, node, node, {"nf-label": "1"}, features_for(node)))
+    name = f"up-restrict-{node}"
+    plane.kubectl("apply", "-f", "-", input=rule(name, node), check=True)
+    try:
+        upstream_master(h, node, namespace, options(disableLabels=True, disableAnnotations=True))
+        # The tracking annotation comes in the same patch as the labels would.
+        wait_until(
+            lambda: f"{ANN}/extended-resources" in annotations(h, node), 30, "the node patch"
+        )
+        assert f"{FNK}/restrict-er" in (h.node(node).status.capacity or {})
+        labels, ann = h.node_labels(node), annotations(h, node)
+        assert not any(k.startswith(FNK) for k in labels), labels
+        assert f"{FNK}/rule-note" not in ann and f"{ANN}/feature-labels" not in ann
+        assert ann[f"{ANN}/extended-resources"] == "restrict-er"
+    finally:
+        plane.kubectl("delete", "nodefeaturerule", name, "--ignore-not-found")
