@@ -265,12 +265,13 @@ def build_desired(
     rejected: list[Rejection] = []
     keep = cfg.disable_auto_prefix
 
-    worker, rejected = resolve_dynamic_labels(
-        prefix_names(worker_labels, keep), features, rule_output
-    )
-    raw: dict[str, str] = dict(worker)
+    rule_labels: dict[str, str] = {}
     if rule_output is not None:
-        raw.update(prefix_names({k: str(v) for k, v in rule_output.labels.items()}, keep))
+        rule_labels = prefix_names({k: str(v) for k, v in rule_output.labels.items()}, keep)
+    # As upstream, rule labels replace worker labels before the values are resolved.
+    worker = {k: v for k, v in prefix_names(worker_labels, keep).items() if k not in rule_labels}
+    raw, rejected = resolve_dynamic_labels(worker, features, rule_output)
+    raw.update(rule_labels)
     resource_names = set(prefix_names(dict.fromkeys(cfg.resource_labels, ""), keep))
     for name, value in sorted(raw.items()):
         reason = check_label(name, value, cfg)

@@ -443,3 +443,10 @@ def test_resync_never_clears_once_a_grpc_worker_was_seen() -> None:
     plain.resync()
     plain.resync()
     assert "other" not in {n for n, _ in applied}
+
+
+def test_a_rule_label_replaces_a_dynamic_worker_label_before_it_is_resolved() -> None:
+    d, rejected = build_desired(
+        {"x": "@no.such.element"}, PolicyConfig(), rules_out(labels={"x": "rule"}), Features()
+    )
+    assert d.labels == {f"{FNK}/x": "rule"} and rejected == []
