@@ -24,6 +24,9 @@ class Features:
     flags: dict[str, set[str]] = field(default_factory=dict)
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
     instances: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    # Not a feature: where the local source's labels came from (nfd.origins), sent
+    # beside the features and never as one; left out of comparisons and of to_dict.
+    origins: dict[str, tuple[str, ...]] | None = field(default=None, compare=False, repr=False)
 
     # -- building -----------------------------------------------------------
 
@@ -44,6 +47,8 @@ class Features:
             self.attributes[name] = dict(attrs)
         for name, insts in other.instances.items():
             self.instances[name] = [dict(i) for i in insts]
+        if other.origins:
+            self.origins = {**(self.origins or {}), **other.origins}
 
     def names(self) -> set[str]:
         return set(self.flags) | set(self.attributes) | set(self.instances)

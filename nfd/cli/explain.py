@@ -134,7 +134,11 @@ def origin_text(entry: dict[str, Any], namespace: str = "") -> str:
     if kind == "worker":
         source = entry.get("source", "")
         if source == "local":
-            return "worker/local: features.d or hook"
+            where = local_place(entry)
+            if not where:
+                return "worker/local: features.d or hook"
+            others = len(entry.get("alsoSetBy") or [])
+            return where + (f" (+{others})" if others else "")
         if source == "custom":
             return "worker/custom: rule or other"
         return f"worker/{source}"
@@ -163,9 +167,15 @@ def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
         lines.append(
             "worker/SOURCE: sent by nfd-worker's SOURCE source; the feature is the rest of the name"
         )
-    if "local" in sources:
+    local = [e for e in labels if e.get("source") == "local"]
+    if any(local_place(e) for e in local):
+        lines.append("features.d/FILE, source.d/HOOK: nfd-worker's local source, that file or hook")
+        if any(e.get("alsoSetBy") for e in local):
+            lines.append("(+N): N other files or hooks set it before and lost")
+    if any(not local_place(e) for e in local):
         lines.append(
-            "worker/local: a features.d file or hook (the worker does not report which one)"
+            "worker/local: a features.d file or hook the worker did not name "
+            "(`explain NODE LABEL` says why)"
         )
     if "NodeFeatureRule" in kinds:
         lines.append("rule NFR/RULE: rule RULE of NodeFeatureRule NFR")
@@ -182,6 +192,15 @@ def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
+def local_place(entry: dict[str, Any]) -> str:
+    """``features.d/NAME`` or ``source.d/NAME`` of a local label; "" if not reported."""
+    if entry.get("file"):
+        return f"features.d/{entry['file']}"
+    if entry.get("hook"):
+        return f"source.d/{entry['hook']}"
+    return ""
+
+
 def _short(name: str) -> str:
     return name.removeprefix(FNK)
 
@@ -192,7 +211,11 @@ def long_origin(entry: dict[str, Any]) -> str:
     if kind == "worker":
         source = entry.get("source", "")
         if source == "local":
-            return "nfd-worker's local source: a features.d file or hook (which one: not reported)"
+            if entry.get("file"):
+                return f"nfd-worker's local source: features.d file {entry['file']}"
+            if entry.get("hook"):
+                return f"nfd-worker's local source: source.d hook {entry['hook']}"
+            return f"nfd-worker's local source: {entry.get('detail') or 'a file or hook'}"
         if source == "custom":
             return "nfd-worker: a custom source rule, or another label the worker sent"
         return f"nfd-worker's {source} source, feature {entry.get('feature', '')}"
@@ -260,6 +283,13 @@ def render_label(one: dict[str, Any]) -> str:
         lines.append(f"  origin: {long_origin(origin)}")
         if origin.get("origin") == "worker" and origin.get("nodeFeature"):
             lines.append(f"  published in the worker's NodeFeature {origin['nodeFeature']}")
+        also = [local_place(o) for o in origin.get("alsoSetBy") or []]
+        if also:
+            lines.append(
+                "  it overrides (features.d files in name order, then source.d hooks; "
+                "the last one wins):"
+            )
+            lines.extend(f"    {place}" for place in also if place)
         overrides = origin.get("overrides") or []
         if overrides:
             lines.append("  it overrides (the last NodeFeature in upstream's merge order wins):")

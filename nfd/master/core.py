@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nfd import origins
 from nfd._proto import labeler_pb2, v1alpha1_pb2
 from nfd.gpu.marking import GPU_HARDWARE_FEATURES, features_show_nvidia_gpu
 from nfd.labels import node_name_error
@@ -118,6 +119,9 @@ class _NodeState:
     blob: bytes = b""  # zlib(SetLabelsRequest) of the last changed request
     fresh: bool = False  # holds the worker's current state (stream live or unary)
     rejections: bytes = b""  # digest of the rejections last logged for the node
+    # nfd.origins.pack of the local labels' files and hooks the worker's last changed
+    # update named (b"": none, or an upstream worker); only /explain reads it.
+    origins: bytes = b""
 
 
 @dataclass
@@ -597,15 +601,21 @@ class Master:
         *,
         full: bool = True,
         digest: bytes | None = None,
+        local_origins: tuple[origins.Origins, int] | None = None,
     ) -> Result:
         """One update from a worker (full = the worker's complete current state).
-        ``digest`` identifies the content (default: computed from labels and features).
-        Raises InvalidUpdate (UnknownNode for a Node that does not exist)."""
+        ``digest`` identifies the content (default: computed from labels and features;
+        it must cover ``local_origins``, the bounded files and hooks of its local
+        labels, nfd.origins). Raises InvalidUpdate (UnknownNode for a Node that does not
+        exist)."""
         self.metrics.update_requests.inc()
         self.check_update(node, labels, features)
         self._grpc_seen = True
         if digest is None:
             digest = request_digest(labels, features)
+            if local_origins is not None:
+                packed = origins.pack(*local_origins)
+                digest = hashlib.blake2b(digest + packed, digest_size=16).digest()
         with self._lock:
             unknown = self._known is not None and node not in self._known
             st = self._nodes.get(node)
@@ -630,6 +640,7 @@ class Master:
             req.features.CopyFrom(features)
         blob = zlib.compress(req.SerializeToString(), 1)
         del req
+        kept = origins.pack(*local_origins) if local_origins is not None else b""
         if len(blob) > self.budget.max_state_bytes:
             raise self._refuse(
                 "over-budget",
@@ -648,7 +659,14 @@ class Master:
                 labels, features, self._node_input(node), self.policy.disable_auto_prefix
             )
             return self._process(
-                node, labels, features, st, allow_remove=st.fresh, digest=digest, blob=blob
+                node,
+                labels,
+                features,
+                st,
+                allow_remove=st.fresh,
+                digest=digest,
+                blob=blob,
+                kept_origins=kept,
             )
 
     def _process(
@@ -662,6 +680,7 @@ class Master:
         digest: bytes | None = None,
         blob: bytes = b"",
         groups: bool = True,
+        kept_origins: bytes = b"",
     ) -> Result:
         with self._lock:
             rules, generation = self._rules, self._rules_generation
@@ -684,7 +703,7 @@ class Master:
         self._log_rejections(node, st, rejected)
         with self._lock:
             if digest is not None:
-                st.digest, st.blob = digest, blob
+                st.digest, st.blob, st.origins = digest, blob, kept_origins
             st.rules_generation = generation
         self.submit(node, WorkItem(desired, allow_remove))
         if self.groups is not None and groups:
@@ -804,6 +823,7 @@ class Master:
         with self._lock:
             st = self._nodes.get(node)
             blob = st.blob if st is not None else b""
+            kept = st.origins if st is not None else b""
             rules, policy = list(self._rules), self.policy
             blown = {key for key, rep in self._rule_reports.items() if rep.blown}
         store = self.node_features
@@ -832,6 +852,10 @@ class Master:
             label_sources=store.label_sources(node) if store is not None else None,
             grpc_labels=grpc_labels,
             own_object=(store.namespace if store is not None else "", node),
+            grpc_origins=_unpack(kept),
+            object_origins=(
+                store.local_origins((store.namespace, node)) if store is not None else None
+            ),
         )
         if store is not None:
             doc["namespace"] = store.namespace  # the master's: NodeFeature names are short in it
@@ -860,6 +884,13 @@ def _combine(
         out.CopyFrom(features)
     merge_features_into(out, nf.features)
     return out_labels, out
+
+
+def _unpack(blob: bytes) -> tuple[origins.Origins, int] | None:
+    try:
+        return origins.unpack(blob)
+    except (origins.OriginsError, zlib.error):  # kept by us: only a bug gets here
+        return None
 
 
 def shows_nvidia_gpu(features: v1alpha1_pb2.Features | None) -> bool:

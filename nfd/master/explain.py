@@ -10,9 +10,13 @@ Each label gets an origin:
 
 - ``worker``: the worker sent it. ``source`` and ``feature`` come from the name
   (``cpu-cpuid.AVX2`` is source ``cpu``, feature ``cpuid.AVX2``); a label that the
-  worker's ``local.label`` features hold came from the local source (a features.d
-  file or a hook): the worker does not say which file, so neither can we;
-  anything else is a worker-side rule (custom source) or another worker label.
+  worker's ``local.label`` features hold came from the local source: ``file`` names
+  its features.d file or ``hook`` its source.d hook, as our worker reports them
+  beside the features (nfd.origins: the gRPC stream's ``Update.local_origins``, or
+  the annotation of its NodeFeature object), with ``alsoSetBy`` for the files or
+  hooks it overrode; a worker that reports none (upstream's) leaves a ``detail``
+  saying so. Anything else is a worker-side rule (custom source) or another worker
+  label.
 - ``NodeFeatureRule``: the last rule (in the master's order) that matched and
   names the label, or whose labelsTemplate wrote it.
 - ``gpu-marking``: the GPU marking stage (``nvidia.com/gpu.present``,
@@ -32,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nfd import origins
 from nfd.features import Features
 from nfd.master.policy import PolicyConfig, auto_prefix, build_desired, is_gpu_marking_label
 from nfd.rules.engine import RULE_BACKREF_FEATURE, RuleOutput, execute_rule, execute_rules
@@ -57,9 +62,17 @@ NAMED_SOURCES = frozenset(
 )
 LOCAL_LABELS = "local.label"
 RULE_PREFIX = "NodeFeatureRule "
-LOCAL_GAP = (
-    "features.d file or hook (the worker reports neither the file nor the hook a label came from)"
+# What explain says of a local label whose file or hook the master was not told.
+LOCAL_UNREPORTED = (
+    "a features.d file or source.d hook; this worker does not report which (upstream's "
+    "nfd-worker does not)"
 )
+LOCAL_OMITTED = (
+    "a features.d file or source.d hook; not recorded: the worker's origins of {n} labels "
+    "were over its bounds (nfd.origins: {labels} labels, {size} bytes per node)"
+)
+# (origins by the worker's label key, how many it left out): nfd.origins.
+LocalOrigins = tuple[Mapping[str, tuple[str, ...]], int]
 # Computes the GPU marking labels from the node's labels (as they will be) and the
 # hardware flag; None when the master runs without --enable-gpu-marking.
 GpuMarking = Callable[[Mapping[str, str], bool], Mapping[str, str]]
@@ -67,11 +80,14 @@ GpuMarking = Callable[[Mapping[str, str], bool], Mapping[str, str]]
 LabelSources = Mapping[str, list[tuple[tuple[str, str], str]]]
 
 
-def worker_origin(name: str, local_labels: Mapping[str, str]) -> dict[str, str]:
-    """The origin of a label the worker sent (``name`` fully qualified)."""
+def worker_origin(
+    name: str, local_labels: Mapping[str, str], local_origins: LocalOrigins | None = None
+) -> dict[str, Any]:
+    """The origin of a label the worker sent (``name`` fully qualified); for a local one
+    its file or hook, when ``local_origins`` (what the worker reported) names it."""
     ns, _, base = name.rpartition("/")
     if name in local_labels or base in local_labels and ns == "feature.node.kubernetes.io":
-        return {"origin": "worker", "source": "local", "detail": LOCAL_GAP}
+        return {"origin": "worker", "source": "local", **local_origin(name, local_origins)}
     if ns == "feature.node.kubernetes.io":
         source, sep, feature = base.partition("-")
         if sep and source in NAMED_SOURCES:
@@ -83,18 +99,41 @@ def worker_origin(name: str, local_labels: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def local_origin(name: str, local_origins: LocalOrigins | None) -> dict[str, Any]:
+    """``file`` or ``hook`` (and ``alsoSetBy``) of local label ``name``, or a ``detail``
+    saying why it is not known."""
+    if local_origins is None:
+        return {"detail": LOCAL_UNREPORTED}
+    kept, omitted = local_origins
+    ns, _, base = name.rpartition("/")
+    setters = kept.get(name)
+    if setters is None and ns == "feature.node.kubernetes.io":
+        setters = kept.get(base)
+    described = origins.describe(setters or ())
+    if described:
+        return described
+    if omitted:
+        text = LOCAL_OMITTED.format(n=omitted, labels=origins.MAX_LABELS, size=origins.MAX_BYTES)
+        return {"detail": text}
+    return {"detail": LOCAL_UNREPORTED}
+
+
 def nodefeature_origin(
     name: str,
     sources: list[tuple[tuple[str, str], str]],
     own: tuple[str, str],
     local_labels: Mapping[str, str],
     grpc_value: str | None,
+    object_origins: LocalOrigins | None = None,
 ) -> dict[str, Any]:
     """The origin of a label some NodeFeature objects gave: the last of them (its value
-    is used); the earlier ones, and the gRPC worker's value, in ``overrides``."""
+    is used); the earlier ones, and the gRPC worker's value, in ``overrides``.
+    ``object_origins``: the local origins the node's own object reports."""
     (winner, _), losers = sources[-1], sources[:-1]
     out: dict[str, Any] = (
-        dict(worker_origin(name, local_labels)) if winner == own else {"origin": "NodeFeature"}
+        dict(worker_origin(name, local_labels, object_origins))
+        if winner == own
+        else {"origin": "NodeFeature"}
     )
     out["nodeFeature"] = f"{winner[0]}/{winner[1]}"
     overrides: list[dict[str, str]] = []
@@ -157,13 +196,17 @@ def explain_node(
     label_sources: LabelSources | None = None,
     grpc_labels: Mapping[str, str] | None = None,
     own_object: tuple[str, str] = ("", ""),
+    grpc_origins: LocalOrigins | None = None,
+    object_origins: LocalOrigins | None = None,
 ) -> dict[str, Any]:
     """The explanation document (JSON-ready) for one node.
 
     ``worker_labels`` is the node's whole label input: the gRPC worker's labels with its
     NodeFeature objects' merged over them. ``label_sources`` says which objects gave
     which label (NodeFeatureStore.label_sources), ``grpc_labels`` what the gRPC worker
-    sent (default: all of ``worker_labels``), ``own_object`` the node's own object."""
+    sent (default: all of ``worker_labels``), ``own_object`` the node's own object.
+    ``grpc_origins`` and ``object_origins``: the files and hooks of the local labels, as
+    the gRPC worker and the node's own object report them (None: not reported)."""
     rule_output, setters = rule_setters(rules, features) if rules else (None, {})
     desired, rejected = build_desired(worker_labels, policy, rule_output, features)
     local_labels = features.attributes.get(LOCAL_LABELS, {})
@@ -180,10 +223,10 @@ def explain_node(
             origin = rule_origin(rule)
         elif name in sources:
             origin = nodefeature_origin(
-                name, sources[name], own_object, local_labels, grpc.get(name)
+                name, sources[name], own_object, local_labels, grpc.get(name), object_origins
             )
         elif name in worker_names:
-            origin = worker_origin(name, local_labels)
+            origin = worker_origin(name, local_labels, grpc_origins)
         else:
             origin = {"origin": "NodeFeatureRule", "detail": "a rule's labelsTemplate"}
         labels.append({"name": name, "value": value, **origin})

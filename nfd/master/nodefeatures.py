@@ -37,6 +37,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from nfd import origins
 from nfd._proto import v1alpha1_pb2
 from nfd.features import FeatureFormatError, Features
 from nfd.master.policy import prefix_names
@@ -74,6 +75,7 @@ class _Obj:
     blob: bytes  # zlib(v1alpha1.Features)
     digest: bytes
     ok: bool = True  # False: refused (bad spec, over budget), kept only for the GC
+    origins: bytes = b""  # nfd.origins.pack of our worker's local-origins annotation
 
 
 def merge_features_into(out: v1alpha1_pb2.Features, src: v1alpha1_pb2.Features) -> None:
@@ -114,6 +116,20 @@ def _digest(labels: Mapping[str, str], blob: bytes) -> bytes:
         h.update(f"{k}\0{v}\1".encode())
     h.update(blob)
     return h.digest()
+
+
+def _origins_of(key: Key, meta: Mapping[str, Any]) -> bytes:
+    """The bounded, packed local-origins annotation of an object (b"" if none); a bad
+    one is logged and costs only itself."""
+    text = (meta.get("annotations") or {}).get(origins.ANNOTATION)
+    if not isinstance(text, str):
+        return b""
+    try:
+        return origins.pack(*origins.decode(text))
+    except origins.OriginsError as err:
+        what = f"NodeFeature {key[0]}/{key[1]}: annotation {origins.ANNOTATION}"
+        log.warning("%s: %s (ignored)", what, err)
+        return b""
 
 
 class NodeFeatureStore:
@@ -207,6 +223,13 @@ class NodeFeatureStore:
             merge_features_into(features, v1alpha1_pb2.Features.FromString(zlib.decompress(o.blob)))
         return NodeInput(labels, features)
 
+    def local_origins(self, key: Key) -> tuple[origins.Origins, int] | None:
+        """The files and hooks of the local labels in object ``key`` (our worker's
+        annotation, nfd.origins); None when it has none."""
+        with self._lock:
+            o = self._objs.get(key)
+        return origins.unpack(o.origins) if o is not None and o.ok else None
+
     def label_sources(self, node: str) -> dict[str, list[tuple[Key, str]]]:
         """For each label the node's objects give (as ``merged`` uses them): every object
         that gives it, with its value, in merge order; the last one's value wins. For
@@ -238,7 +261,8 @@ class NodeFeatureStore:
             log.error("NodeFeature %s/%s: %s (object ignored)", key[0], key[1], err)
             return self._put(key, _Obj(node, {}, b"", b"!", ok=False))
         blob = zlib.compress(features.SerializeToString(deterministic=True), 1)
-        return self._put(key, _Obj(node, labels, blob, _digest(labels, blob)))
+        kept = _origins_of(key, meta)
+        return self._put(key, _Obj(node, labels, blob, _digest(labels, blob + kept), origins=kept))
 
     def _put(self, key: Key, new: _Obj) -> set[str]:
         with self._lock:

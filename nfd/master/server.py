@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from nfd import origins
 from nfd._proto import (
     health_pb2,
     health_pb2_grpc,
@@ -177,7 +178,15 @@ class _Serving:
 
     def _handle(self, node: str, msg: Any, features: Any, full: bool) -> Result:
         digest = message_digest(msg)
-        return self.master.handle_update(node, msg.labels, features, full=full, digest=digest)
+        # Our stream's Update says where local labels came from; SetLabels cannot.
+        sent = getattr(msg, "local_origins", None)
+        local = None
+        if sent is not None and (sent or msg.local_origins_omitted):
+            given = {k: list(v.set_by) for k, v in sent.items()}
+            local = origins.bound(given, msg.local_origins_omitted)
+        return self.master.handle_update(
+            node, msg.labels, features, full=full, digest=digest, local_origins=local
+        )
 
 
 class LabelerServicer(labeler_pb2_grpc.LabelerServicer):

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nfd import origins
 from nfd.durations import parse_duration
 from nfd.features import Features
 from nfd.hostfs import FileRefused, read_regular_file, stat_regular_file
@@ -76,6 +77,8 @@ class ParsedFeatures:
     features: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # label -> the files and hooks that set it, in order (nfd.origins entries).
+    origins: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -205,16 +208,22 @@ def read_feature_files(directory: str, now: datetime | None = None) -> ParsedFea
             continue
         size += len(data)
         parsed = parse_feature_text(_decode(data), path, now)
-        _merge(total, parsed, path)
+        _merge(total, parsed, path, origins.entry(origins.FILE, os.path.basename(path)))
     return total
 
 
-def _merge(total: ParsedFeatures, parsed: ParsedFeatures, origin: str) -> None:
+def _merge(total: ParsedFeatures, parsed: ParsedFeatures, where: str, origin: str = "") -> None:
+    """Add ``parsed`` (one file's or hook's, or all hooks' with their own origins) to
+    ``total``; ``origin`` is the nfd.origins entry of a single file or hook."""
     for key in parsed.labels.keys() & total.labels.keys():
-        log.debug("local: %s overrides label %s", origin, key)
+        log.debug("local: %s overrides label %s", where, key)
     total.features.update(parsed.features)
     total.labels.update(parsed.labels)
     total.warnings.extend(parsed.warnings)
+    for key in parsed.labels:
+        setters = total.origins.setdefault(key, [])
+        setters.extend(parsed.origins.get(key, ()) if not origin else (origin,))
+        del setters[: -origins.MAX_SETTERS]
 
 
 # -- hooks -------------------------------------------------------------------
@@ -427,7 +436,8 @@ def run_hooks(
             total.warnings.append(f"hook {name}: {failure}")
             continue
         text = _decode(result.stdout)
-        _merge(total, parse_feature_text(text, f"hook {name}", now), f"hook {name}")
+        parsed = parse_feature_text(text, f"hook {name}", now)
+        _merge(total, parsed, f"hook {name}", origins.entry(origins.HOOK, name))
     return total
 
 
@@ -483,6 +493,8 @@ class LocalSource(Source):
         features = Features()
         features.add_attributes(FEATURE_SET, result.features)
         features.add_attributes(LABEL_SET, result.labels)
+        if result.labels:
+            features.origins = {k: tuple(result.origins[k]) for k in result.labels}
         return features
 
     def labels(self, features: Features, ctx: SourceContext) -> dict[str, str]:

@@ -264,10 +264,13 @@ class WorkerDaemon:
             self._metrics.label_count(self.node_name, len(result.labels))
         self.last_result = result
         current = (result.labels, result.features)
-        if self._last is not None and self._last == current:
+        same = self._last is not None and self._last == current
+        # Where the local labels came from is not a feature but is sent too: a label
+        # that moved to another features.d file is an update.
+        if same and self._last is not None and self._last[1].origins == result.features.origins:
             return
         self._last = (dict(result.labels), result.features.copy())
-        if self._metrics is not None:
+        if self._metrics is not None and not same:
             self._metrics.label_set_changed()
         self._emit(result)
 

@@ -6,8 +6,11 @@ The object, as upstream's worker writes it:
 - name: the node name; namespace: the worker's own (the service account's namespace
   file, else ``KUBERNETES_NAMESPACE``; ``POD_NAMESPACE`` is our extra fallback);
 - ``metadata.labels``: exactly ``nfd.node.kubernetes.io/node-name: <node>``;
-- ``metadata.annotations``: exactly ``nfd.node.kubernetes.io/worker.version`` and, when
-  ``POD_UID`` is set, ``nfd.node.kubernetes.io/worker.pod.uid``;
+- ``metadata.annotations``: ``nfd.node.kubernetes.io/worker.version`` and, when
+  ``POD_UID`` is set, ``nfd.node.kubernetes.io/worker.pod.uid``; ours adds
+  ``nfd.node.kubernetes.io/worker.local-origins`` when local labels are published (the
+  features.d file or hook of each, nfd.origins; at most 8 KiB), which upstream's master
+  ignores and ours shows in ``kubectl nfd explain``;
 - ``metadata.ownerReferences``: from ``core.ownerRefs`` / ``-owner-refs`` (``node``,
   ``pod``, ``ds``; default pod,ds), each with ``blockOwnerDeletion: false``;
 - ``spec.labels``: the worker's labels; ``spec.features``: every discovered feature
@@ -38,7 +41,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from nfd import __version__
+from nfd import __version__, origins
 from nfd.features import Features
 
 log = logging.getLogger("nfd-worker")
@@ -252,6 +255,9 @@ class NodeFeaturePublisher:
         pod_uid = os.environ.get("POD_UID", "")
         if pod_uid:
             annotations[WORKER_POD_UID_ANNOTATION] = pod_uid
+        local = origins.published(labels, features.origins, features.attributes.get("local.label"))
+        if local[0] or local[1]:
+            annotations[origins.ANNOTATION] = origins.encode(*local)
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "NodeFeature",

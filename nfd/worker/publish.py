@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from nfd import __version__
+from nfd import __version__, origins
 from nfd._proto import labeler_pb2, labeler_pb2_grpc, nfdstream_pb2, nfdstream_pb2_grpc
 from nfd.features import Features
 from nfd.wire import MAX_MESSAGE_BYTES, features_to_proto
@@ -70,6 +70,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._labels: dict[str, str] | None = None
         self._features: Any = None
+        self._origins: tuple[origins.Origins, int] = ({}, 0)
         self._digest = b""
         self._version = 0  # bumps on every changed update()
         self._wake = threading.Event()
@@ -87,11 +88,13 @@ class Publisher:
     def update(self, labels: Mapping[str, str], features: Features) -> None:
         """New state; sent by the background thread only if it differs."""
         proto = features_to_proto(features)
-        digest = _digest(labels, proto)
+        local = _local_origins(labels, features)
+        digest = _digest(labels, proto, local)
         with self._lock:
             if digest == self._digest:
                 return
             self._labels, self._features, self._digest = dict(labels), proto, digest
+            self._origins = local
             self._version += 1
         self._wake.set()
 
@@ -116,7 +119,7 @@ class Publisher:
         proto = features_to_proto(features)
         try:
             with self._channel() as channel:
-                update = self._update_msg(1, labels, proto)
+                update = self._update_msg(1, labels, proto, _local_origins(labels, features))
                 try:
                     stub = nfdstream_pb2_grpc.FeatureStreamStub(channel)
                     msgs = iter([nfdstream_pb2.WorkerMessage(update=update)])
@@ -197,13 +200,22 @@ class Publisher:
         options = [*options, ("grpc.default_authority", name)]
         return _RelayChannel(grpc.insecure_channel(relay.target, options=options), relay)
 
-    def _update_msg(self, seq: int, labels: Mapping[str, str], features: Any) -> Any:
+    def _update_msg(
+        self,
+        seq: int,
+        labels: Mapping[str, str],
+        features: Any,
+        local: tuple[origins.Origins, int] = ({}, 0),
+    ) -> Any:
         msg = nfdstream_pb2.Update(
             seq=seq, node_name=self.node_name, nfd_version=__version__, full=True
         )
         msg.labels.update(labels)
         if features is not None:
             msg.features.CopyFrom(features)
+        for key, setters in local[0].items():
+            msg.local_origins[key].set_by.extend(setters)
+        msg.local_origins_omitted = local[1]
         return msg
 
     def _unary_msg(self, labels: Mapping[str, str], features: Any) -> Any:
@@ -216,6 +228,10 @@ class Publisher:
     def _snapshot(self) -> tuple[int, dict[str, str] | None, Any]:
         with self._lock:
             return self._version, self._labels, self._features
+
+    def _snapshot_origins(self) -> tuple[origins.Origins, int]:
+        with self._lock:
+            return self._origins
 
     def _run(self) -> None:
         failures = 0
@@ -298,9 +314,10 @@ class Publisher:
                     if version != sent_version or resync.is_set():
                         resync.clear()
                         seq += 1
+                        local = self._snapshot_origins()
                         outq.put(
                             nfdstream_pb2.WorkerMessage(
-                                update=self._update_msg(seq, labels or {}, features)
+                                update=self._update_msg(seq, labels or {}, features, local)
                             )
                         )
                         sent_version, last_send = version, time.monotonic()
@@ -397,12 +414,21 @@ def _then_block(msgs: Iterator[Any], timeout: float) -> Iterator[Any]:
     time.sleep(timeout)
 
 
-def _digest(labels: Mapping[str, str], features: Any) -> bytes:
+def _digest(
+    labels: Mapping[str, str], features: Any, local: tuple[origins.Origins, int] = ({}, 0)
+) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     for k, v in sorted(labels.items()):
         h.update(f"{k}\0{v}\1".encode())
     h.update(features.SerializeToString(deterministic=True))
+    if local[0] or local[1]:
+        h.update(origins.encode(*local).encode())
     return h.digest()
+
+
+def _local_origins(labels: Mapping[str, str], features: Features) -> tuple[origins.Origins, int]:
+    """Where the local labels among ``labels`` came from (Features.origins), bounded."""
+    return origins.published(labels, features.origins, features.attributes.get("local.label"))
 
 
 def _log_rejections(ack: Any) -> None:

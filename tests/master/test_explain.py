@@ -88,7 +88,7 @@ def test_every_label_has_its_origin():
         "feature": "cpuid.AVX2",
     }
     assert labels[f"{FNK}/from-file"]["source"] == "local"
-    assert "features.d file or hook" in labels[f"{FNK}/from-file"]["detail"]
+    assert "does not report which" in labels[f"{FNK}/from-file"]["detail"]
     assert labels["vendor.example.com/custom"]["source"] == "custom"
     assert labels[f"{FNK}/kernel6"] == {
         "name": f"{FNK}/kernel6",
@@ -192,7 +192,7 @@ def test_proxy_path_and_table():
     assert any(ln.split()[:2] == ["cpu-cpuid.AVX2", "true"] for ln in lines)
     assert any(ln.split() == ["cpu-cpuid.AVX2", "true", "worker/cpu"] for ln in lines)
     assert "rule gpu-nodes/fast-kernel" in text
-    assert "worker/local: a features.d file or hook (the worker does not report which" in text
+    assert "worker/local: a features.d file or hook the worker did not name" in text
     assert "rule NFR/RULE: rule RULE of NodeFeatureRule NFR" in text
     assert "Refused by the master's label policy (1)" in text
     narrow = cli.render_table(explained(), width=60)
