@@ -247,7 +247,9 @@ def render_table(doc: dict[str, Any], width: int = 0) -> str:
         parts.append(head + "\n")
         ns = str(doc.get("namespace") or "")
         rows = [(_short(e["name"]), _clip(str(e["value"])), origin_text(e, ns)) for e in labels]
+        rows, shortened = _narrow_names(rows, width)
         body, clipped = fit(output.table(("LABEL", "VALUE", "ORIGIN"), rows), width)
+        clipped = clipped or shortened
         parts.append(body if rows else "none\n")
         if clipped:
             parts.append("(rows clipped to the terminal's width: -o yaml shows them whole)\n")
@@ -325,6 +327,21 @@ def render_label(one: dict[str, Any]) -> str:
             "  no NodeFeatureRule names it, and neither the worker nor a NodeFeature object gave it"
         )
     return "\n".join(lines) + "\n"
+
+
+def _narrow_names(
+    rows: list[tuple[str, str, str]], width: int
+) -> tuple[list[tuple[str, str, str]], bool]:
+    """Rows whose label names are clipped so that VALUE and ORIGIN (what explain is asked
+    for) fit ``width`` columns, names keeping at least 16; whether any was clipped."""
+    if width <= 10 or not rows:
+        return rows, False
+    value = max(len("VALUE"), *(len(r[1]) for r in rows))
+    origin = max(len("ORIGIN"), *(len(r[2]) for r in rows))
+    room = max(width - value - origin - 4, 16)
+    if all(len(r[0]) <= room for r in rows):
+        return rows, False
+    return [(_clip(r[0], room), r[1], r[2]) for r in rows], True
 
 
 def _clip(value: str, width: int = 24) -> str:

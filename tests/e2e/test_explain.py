@@ -18,7 +18,7 @@ import pytest
 
 from tests.e2e.master_harness import BIN, FNK, Harness, install_nfr_crd, make_harness, register
 from tests.e2e.test_master_nodefeatures import create, install_nf_crd, nodefeature, set_labels
-from tests.kube.controlplane import ControlPlane
+from tests.kube.controlplane import ControlPlane, wait_until
 
 RULE = """
 apiVersion: nfd.k8s-sigs.io/v1alpha1
@@ -301,3 +301,120 @@ def test_explain_names_the_nodefeature_object_of_each_label(
     assert out.returncode == 0, out.stderr
     assert f"origin: spec.labels of NodeFeature {namespace}/{gfd}" in out.stdout
     assert f"    NodeFeature {namespace}/{node}: 'own'\n" in out.stdout
+
+
+def local_tree(root: Path) -> Path:
+    """features.d with two files and source.d with one hook, all setting origin-shared
+    (the hook wins: hooks run after the files); returns features.d."""
+    files, hooks = root / "features.d", root / "source.d"
+    files.mkdir(parents=True)
+    hooks.mkdir()
+    (files / "10-team").write_text("origin-team=blue\norigin-shared=file10\n")
+    (files / "20-site").write_text("origin-shared=file20\n")
+    hook = hooks / "rack.sh"
+    hook.write_text("#!/bin/sh\necho origin-rack=r7\necho origin-shared=hook\n")
+    hook.chmod(0o755)
+    return files
+
+
+def explain_doc(metrics: int, node: str, label: str) -> dict:  # type: ignore[type-arg]
+    url = f"http://127.0.0.1:{metrics}/explain/{node}?label={label}"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        doc: dict = json.load(resp)  # type: ignore[type-arg]
+    return doc
+
+
+def test_explain_names_the_features_d_file_and_the_hook_of_local_labels(
+    harness: Harness, namespace: str, tmp_path: Path
+) -> None:
+    """Real workers, one over gRPC and one writing its NodeFeature object to the API
+    server, and a real master: /explain and kubectl nfd explain name the features.d file
+    or source.d hook of every local label, and for one that two files and a hook set, the
+    hook that won and the files it overrode; while the worker's NodeFeature object keeps
+    upstream's local feature sets and no other."""
+    from nfd import origins
+    from tests.e2e.test_worker_nodefeature import nf_worker, wait_nf
+
+    install_nf_crd(harness.plane)
+    grpc_node = register(harness, "origin-grpc")
+    nf_node = register(harness, "origin-nf")
+    master, port = harness.master(f"--namespace={namespace}")
+    metrics = master.metrics_port  # type: ignore[attr-defined]
+    grpc_files = local_tree(tmp_path / "grpc")
+    harness.worker(
+        grpc_node,
+        "host-full",
+        f"127.0.0.1:{port}",
+        grpc_files,
+        f"--hooks-dir={grpc_files.parent / 'source.d'}",
+    )
+    nf_worker(harness, nf_node, namespace, local_tree(tmp_path / "nf"))
+    for node in (grpc_node, nf_node):
+        harness.wait_labels(
+            node,
+            lambda lb: lb.get(f"{FNK}/origin-shared") == "hook" and f"{FNK}/origin-rack" in lb,
+            "local labels",
+        )
+
+    # Upstream's shape of the NodeFeature object: the two local feature sets, and the
+    # origins only in our annotation.
+    obj = wait_nf(harness, namespace, nf_node, lambda o: True, "the worker's object")
+    local_sets = {k for k in obj["spec"]["features"]["attributes"] if k.startswith("local.")}
+    assert local_sets == {"local.label", "local.feature"}
+    kept, omitted = origins.decode(obj["metadata"]["annotations"][origins.ANNOTATION])
+    assert kept["origin-rack"] == ("hook:rack.sh",) and omitted == 0
+
+    for node in (grpc_node, nf_node):
+        doc = explain_doc(metrics, node, "origin-shared")
+        labels = {e["name"]: e for e in doc["labels"]}
+        team = labels[f"{FNK}/origin-team"]
+        assert (team["source"], team["file"]) == ("local", "10-team"), team
+        assert labels[f"{FNK}/origin-rack"]["hook"] == "rack.sh"
+        shared = doc["label"]["origin"]
+        assert shared["hook"] == "rack.sh"
+        assert shared["alsoSetBy"] == [{"file": "10-team"}, {"file": "20-site"}]
+        assert "detail" not in team
+    assert labels[f"{FNK}/origin-team"]["nodeFeature"] == f"{namespace}/{nf_node}"
+
+    # The command, as a table and as JSON.
+    url = f"http://127.0.0.1:{metrics}"
+    table = subprocess.run(
+        explain_cmd(nf_node, "--master-url", url, "-o", "table"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert table.returncode == 0, table.stderr
+    # Piped, so 80 columns: long label names are clipped, never the origin.
+    assert all(len(ln) <= 80 for ln in table.stdout.splitlines() if ln.startswith("origin-"))
+    rows = {ln.split()[0]: ln.split()[2:] for ln in table.stdout.splitlines() if ln.strip()}
+    assert rows["origin-team"] == ["features.d/10-team"]
+    assert rows["origin-rack"] == ["source.d/rack.sh"]
+    assert rows["origin-shared"] == ["source.d/rack.sh", "(+2)"]
+    one = subprocess.run(
+        explain_cmd(grpc_node, "origin-shared", "--master-url", url, "-o", "table"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "origin: nfd-worker's local source: source.d hook rack.sh" in one.stdout
+    assert "    features.d/10-team\n    features.d/20-site\n" in one.stdout
+    as_json = subprocess.run(
+        explain_cmd(grpc_node, "--master-url", url, "-o", "json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    entries = {e["name"]: e for e in json.loads(as_json.stdout)["labels"]}
+    assert entries[f"{FNK}/origin-team"]["file"] == "10-team"
+
+    # A label that moves to another file, its value unchanged: the worker sends the new
+    # origin (its labels and features are the same) and explain follows.
+    (grpc_files / "10-team").write_text("origin-shared=file10\n")
+    (grpc_files / "30-moved").write_text("origin-team=blue\n")
+
+    def moved() -> bool:
+        e = {x["name"]: x for x in explain_doc(metrics, grpc_node, "origin-team")["labels"]}
+        return e[f"{FNK}/origin-team"].get("file") == "30-moved"
+
+    wait_until(moved, 60, "origin-team's new file in explain", interval=0.3)
