@@ -38,6 +38,9 @@ MAX_NAME = 255  # NAME_MAX of a file name
 MAX_KEY = 317  # a label name: 253-character prefix, "/", 63-character name
 MAX_LABELS = 256
 MAX_BYTES = 8 * 1024
+# More labels than this in one document are not even sorted: all are counted as omitted
+# (our worker never sends more than MAX_LABELS).
+MAX_GIVEN = 8 * MAX_LABELS
 
 # label key -> origins in the order applied (the last one won).
 Origins = dict[str, tuple[str, ...]]
@@ -70,14 +73,15 @@ def bound(origins: Mapping[str, Iterable[str]], omitted: int = 0) -> tuple[Origi
     out: Origins = {}
     size = len(_envelope(0))
     dropped = max(int(omitted), 0)
+    if len(origins) > MAX_GIVEN:
+        return out, dropped + len(origins)
     for key in sorted(origins):
         if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
             dropped += 1
             continue
         raw = origins[key]
-        values = [raw] if isinstance(raw, str) else list(raw)
+        values = [raw] if isinstance(raw, str) else list(raw)[-MAX_SETTERS:]
         kept = tuple(v for v in values if isinstance(v, str) and split_entry(v) is not None)
-        kept = kept[-MAX_SETTERS:]
         if not kept:
             dropped += 1
             continue

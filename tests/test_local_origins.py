@@ -103,6 +103,10 @@ def test_bound_drops_bad_entries_cuts_setters_and_counts_what_it_leaves_out() ->
     kept, omitted = origins.bound(given, omitted=2)
     assert kept == {"ok": ("file:b", "file:c", "file:d", "hook:e"), "one": ("hook:h",)}
     assert omitted == 2 + 5
+    # The last MAX_SETTERS entries are looked at, the valid ones of them kept.
+    assert origins.bound({"x": ["file:a", "bad", "file:b", "file:c", "file:d"]})[0] == {
+        "x": ("file:b", "file:c", "file:d")
+    }
 
 
 def test_bound_caps_labels_and_bytes() -> None:
@@ -115,6 +119,8 @@ def test_bound_caps_labels_and_bytes() -> None:
     small = {f"l{i}": ["file:f"] for i in range(origins.MAX_LABELS + 10)}
     kept, omitted = origins.bound(small)
     assert (len(kept), omitted) == (origins.MAX_LABELS, 10)
+    flood = {f"l{i}": ["file:f"] for i in range(origins.MAX_GIVEN + 1)}
+    assert origins.bound(flood) == ({}, origins.MAX_GIVEN + 1)
 
 
 def test_encode_decode_round_trip_and_bad_documents() -> None:

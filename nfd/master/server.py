@@ -180,9 +180,11 @@ class _Serving:
         digest = message_digest(msg)
         # Our stream's Update says where local labels came from; SetLabels cannot.
         sent = getattr(msg, "local_origins", None)
-        local = None
-        if sent is not None and (sent or msg.local_origins_omitted):
-            given = {k: list(v.set_by) for k, v in sent.items()}
+        local: tuple[origins.Origins, int] | None = None
+        if sent is not None and len(sent) > origins.MAX_GIVEN:
+            local = ({}, len(sent))  # not even looked at: over any worker's bound
+        elif sent is not None and (sent or msg.local_origins_omitted):
+            given = {k: list(v.set_by[-origins.MAX_SETTERS :]) for k, v in sent.items()}
             local = origins.bound(given, msg.local_origins_omitted)
         return self.master.handle_update(
             node, msg.labels, features, full=full, digest=digest, local_origins=local
