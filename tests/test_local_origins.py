@@ -382,3 +382,40 @@ def test_master_memory_for_origins_at_10000_nodes() -> None:
     total = heavy * nodes / 1e6
     print(f"local origins at the bounds: {heavy:.0f} B/node, {total:.0f} MB at {nodes}")
     assert heavy <= origins.MAX_BYTES + 1024
+
+
+# -- over real gRPC ---------------------------------------------------------------------
+
+
+def test_a_real_publisher_sends_origins_over_the_stream_and_a_flood_costs_only_itself(
+    local_tree: Path,
+) -> None:
+    import grpc
+
+    from nfd._proto import nfdstream_pb2, nfdstream_pb2_grpc
+    from tests.master.conftest import start_master
+
+    running = start_master()
+    try:
+        labels, features = local_input(local_tree)
+        pub = Publisher(running.address, "n1")
+        pub.publish_once(labels, features)
+        doc = running.master.explain("n1", "shared")
+        assert doc is not None and doc["label"]["origin"]["hook"] == "gpu.sh"
+
+        # A stream Update with origins for far more labels than any worker sends: the
+        # labels are taken, the origins counted as omitted and explained as not recorded.
+        update = nfdstream_pb2.Update(seq=1, node_name="n2", full=True)
+        update.labels.update(labels)
+        update.features.CopyFrom(features_to_proto(features))
+        for i in range(origins.MAX_GIVEN + 1):
+            update.local_origins[f"l{i}"].set_by.append("file:f")
+        with grpc.insecure_channel(running.address) as ch:
+            stub = nfdstream_pb2_grpc.FeatureStreamStub(ch)
+            msgs = iter([nfdstream_pb2.WorkerMessage(update=update)])
+            reply = next(iter(stub.Connect(msgs, timeout=10)))
+        assert reply.ack.labels[f"{FNK}/team"] == "blue"
+        doc = running.master.explain("n2", "team")
+        assert doc is not None and "not recorded" in doc["label"]["origin"]["detail"]
+    finally:
+        running.stop()
