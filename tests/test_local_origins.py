@@ -318,6 +318,7 @@ def test_kubectl_nfd_explain_prints_file_and_hook(local_tree: Path) -> None:
     assert rows["gpu"] == ["source.d/gpu.sh"]
     assert rows["shared"] == ["source.d/gpu.sh", "(+2)"]
     assert "features.d/FILE, source.d/HOOK: nfd-worker's local source" in table
+    assert table.count("(+N): ") == 1
     one = master.explain("n1", "shared")
     assert one is not None
     text = cli.render_table(one)

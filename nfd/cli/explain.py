@@ -170,8 +170,6 @@ def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
     local = [e for e in labels if e.get("source") == "local"]
     if any(local_place(e) for e in local):
         lines.append("features.d/FILE, source.d/HOOK: nfd-worker's local source, that file or hook")
-        if any(e.get("alsoSetBy") for e in local):
-            lines.append("(+N): N other files or hooks set it before and lost")
     if any(not local_place(e) for e in local):
         lines.append(
             "worker/local: a features.d file or hook the worker did not name "
@@ -187,8 +185,9 @@ def legend(labels: list[dict[str, Any]], namespace: str = "") -> str:
             )
         else:
             lines.append("NodeFeature NS/NAME: spec.labels of that NodeFeature object")
-        if any(e.get("overrides") for e in labels if e.get("origin") == "NodeFeature"):
-            lines.append("(+N): N others gave it too and lost; `explain NODE LABEL` names them")
+    overridden = any(e.get("overrides") for e in labels if e.get("origin") == "NodeFeature")
+    if overridden or any(e.get("alsoSetBy") for e in local):
+        lines.append("(+N): N others gave it too and lost; `explain NODE LABEL` names them")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
