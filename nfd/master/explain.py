@@ -38,7 +38,12 @@ from typing import Any
 
 from nfd import origins
 from nfd.features import Features
-from nfd.master.policy import PolicyConfig, auto_prefix, build_desired, is_gpu_marking_label
+from nfd.master.policy import (
+    PolicyConfig,
+    auto_prefix,
+    build_desired,
+    is_gpu_marking_label,
+)
 from nfd.rules.engine import RULE_BACKREF_FEATURE, RuleOutput, execute_rule, execute_rules
 from nfd.rules.errors import RuleExecutionError
 from nfd.rules.explain import explain_label
@@ -155,7 +160,14 @@ def rule_origin(rule: Any) -> dict[str, str]:
     return out
 
 
-def rule_setters(rules: list[Any], features: Features) -> tuple[RuleOutput, dict[str, Any]]:
+def _qualify(name: str, policy: PolicyConfig) -> str:
+    """A label name as the master writes it (unprefixed kept under DisableAutoPrefix)."""
+    return name if policy.disable_auto_prefix else auto_prefix(name)
+
+
+def rule_setters(
+    rules: list[Any], features: Features, policy: PolicyConfig | None = None
+) -> tuple[RuleOutput, dict[str, Any]]:
     """The rules' output (as the master computes it) and, for each label in it (fully
     qualified), the last rule that set it. One pass over the rules, chained through
     ``rule.matched`` as ``execute_rules`` chains them."""
@@ -176,7 +188,7 @@ def rule_setters(rules: list[Any], features: Features) -> tuple[RuleOutput, dict
         if not result.matched:
             continue
         for name in result.labels:
-            setters[auto_prefix(name)] = rule
+            setters[_qualify(name, policy or PolicyConfig())] = rule
         backrefs.update(result.labels)
         backrefs.update(result.vars)
     return out, setters
@@ -207,13 +219,13 @@ def explain_node(
     sent (default: all of ``worker_labels``), ``own_object`` the node's own object.
     ``grpc_origins`` and ``object_origins``: the files and hooks of the local labels, as
     the gRPC worker and the node's own object report them (None: not reported)."""
-    rule_output, setters = rule_setters(rules, features) if rules else (None, {})
+    rule_output, setters = rule_setters(rules, features, policy) if rules else (None, {})
     desired, rejected = build_desired(worker_labels, policy, rule_output, features)
     local_labels = features.attributes.get(LOCAL_LABELS, {})
-    worker_names = {auto_prefix(k) for k in worker_labels}
+    worker_names = {_qualify(k, policy) for k in worker_labels}
     sources = label_sources or {}
     grpc = {
-        auto_prefix(k): v
+        _qualify(k, policy): v
         for k, v in (worker_labels if grpc_labels is None else grpc_labels).items()
     }
     labels: list[dict[str, Any]] = []
@@ -258,7 +270,9 @@ def explain_node(
             for r in skipped_rules
         ]
     if label is not None:
-        doc["label"] = explain_one(label, labels, rejected, rules, features, worker_names, sources)
+        doc["label"] = explain_one(
+            label, labels, rejected, rules, features, worker_names, sources, policy
+        )
     return doc
 
 
@@ -276,10 +290,12 @@ def explain_one(
     features: Features,
     worker_names: set[str],
     sources: LabelSources | None = None,
+    policy: PolicyConfig | None = None,
 ) -> dict[str, Any]:
     """One label: its origin if set; else why not (rejected by the policy, or for each
     rule that names it the first missing feature or failed matchExpression)."""
-    name = auto_prefix(label)
+    policy = policy or PolicyConfig()
+    name = _qualify(label, policy)
     out: dict[str, Any] = {"name": name}
     present = next((e for e in labels if e["name"] == name), None)
     if present is not None:
@@ -288,7 +304,9 @@ def explain_one(
     else:
         out["set"] = False
         why = next((r for r in rejected if r.name == name), None)
-        if why is not None:
+        if policy.disable_labels:
+            out["rejected"] = "restrictions.disableLabels: this master sets no labels"
+        elif why is not None:
             out["rejected"] = why.reason
         elif sources and name in sources:
             key = sources[name][-1][0]

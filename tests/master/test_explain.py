@@ -139,6 +139,19 @@ def test_a_set_label_and_a_label_nobody_sets():
     assert "kubernetes.io" in refused["rejected"]
 
 
+def test_disable_auto_prefix_names_labels_as_written_and_disable_labels_says_why():
+    worker = {"plain": "1", f"{FNK}/cpu-cpuid.AVX2": "true"}
+    doc = explain_node("n1", worker, FEATURES, RULES, PolicyConfig(disable_auto_prefix=True))
+    names = by_name(doc)
+    assert "plain" in names and f"{FNK}/plain" not in names
+    assert names["kernel6"]["rule"] == "fast-kernel"
+    assert explain_node(
+        "n1", worker, FEATURES, RULES, PolicyConfig(disable_auto_prefix=True), label="plain"
+    )["label"]["set"]
+    off = explain_node("n1", worker, FEATURES, RULES, PolicyConfig(disable_labels=True), label="x")
+    assert not off["labels"] and "disableLabels" in off["label"]["rejected"]
+
+
 def test_gpu_marking_labels():
     doc = explained(
         gpu_hardware=True, gpu_marking=lambda labels, hw: compute_gpu_labels(labels, set(), hw)
