@@ -95,23 +95,27 @@ def test_the_next_page_is_fetched_while_this_one_is_parsed() -> None:
 
     def second(kwargs: dict[str, Any]) -> Resp:
         second_asked.set()
-        return Resp(cr_page(["c"]))
+        return Resp(cr_page(["c"], "c2"))
 
-    w = Scripted([Resp(cr_page(["a", "b"], "c1")), second], page_size=2)
+    w = Scripted([Resp(cr_page(["a", "b"], "c1")), second, Resp(cr_page(["d"]))], page_size=2)
     seen_ahead: list[bool] = []
     real = w.listed
 
     def listed(obj: dict[str, Any]) -> None:
         if obj["metadata"]["name"] == "a":
             seen_ahead.append(second_asked.wait(5))
+            time.sleep(0.2)  # page 2 has arrived meanwhile: page 3 waits for page 1 to end
+            seen_ahead.append(len(w.calls) == 2)
         real(obj)
 
     w.listed = listed  # type: ignore[method-assign]
     assert w.relist() == "9"
-    assert seen_ahead == [True]  # page 2 was asked for before page 1's first item was used
-    assert [c.get("limit") for c in w.calls] == [2, 2]
-    assert [c.get("_continue") for c in w.calls] == [None, "c1"]
-    assert w.log == [("item", "a"), ("item", "b"), ("item", "c"), ("sync", ["a", "b", "c"], True)]
+    # Page 2 was asked for before page 1's first item was used, page 3 not yet: one
+    # page ahead, never two.
+    assert seen_ahead == [True, True]
+    assert [c.get("limit") for c in w.calls] == [2, 2, 2]
+    assert [c.get("_continue") for c in w.calls] == [None, "c1", "c2"]
+    assert [e[1] for e in w.log] == ["a", "b", "c", "d", ["a", "b", "c", "d"]]
     assert w.synced.is_set() and w.lists == 1
 
 
