@@ -23,8 +23,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Generator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator
 from typing import Any
 
 log = logging.getLogger("nfd-master")
@@ -112,6 +111,33 @@ def list_metadata_tail(data: bytes) -> dict[str, Any] | None:
     if not isinstance(value, dict) or not _TAIL.fullmatch(text, end):
         return None  # an item's metadata, or inside a value: not the list's
     return value
+
+
+class _Ahead:
+    """One page being fetched in a daemon thread (a process that exits mid-list does not
+    wait for it); ``result()`` waits for it and raises what the fetch raised."""
+
+    def __init__(self, fetch: Callable[[str | None], bytes], cont: str | None, name: str) -> None:
+        self._done = threading.Event()
+        self._data = b""
+        self._err: BaseException | None = None
+        args = (fetch, cont)
+        threading.Thread(target=self._run, args=args, name=f"{name}-page", daemon=True).start()
+
+    def _run(self, fetch: Callable[[str | None], bytes], cont: str | None) -> None:
+        try:
+            self._data = fetch(cont)
+        except BaseException as err:  # noqa: BLE001 - raised again in result()
+            self._err = err
+        finally:
+            self._done.set()
+
+    def result(self) -> bytes:
+        self._done.wait()
+        if self._err is not None:
+            raise self._err
+        data, self._data = self._data, b""
+        return data
 
 
 class ListWatcher:
@@ -205,33 +231,28 @@ class ListWatcher:
         keys: set[Key] = set()
         pages = 0
         meta: dict[str, Any] = {}
-        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.thread_name}-page") as pool:
-            ahead: Future[bytes] | None = pool.submit(self._fetch, None)
-            try:
-                while ahead is not None:
-                    data = ahead.result()
-                    ahead = None
-                    pages += 1
-                    tail = list_metadata_tail(data) if self.page_size > 0 else None
-                    if tail is not None and tail.get("continue"):
-                        ahead = pool.submit(self._fetch, str(tail["continue"]))
-                    items = iter_list_items(data)
-                    del data  # the generator decodes it to text and keeps only that
-                    while True:
-                        try:
-                            item = next(items)
-                        except StopIteration as end:
-                            meta = end.value or {}
-                            break
-                        keys.add(key_of(item))
-                        self.listed(item)
-                        del item
-                    del items
-                    if tail is None and meta.get("continue"):
-                        ahead = pool.submit(self._fetch, str(meta["continue"]))
-            finally:
-                if ahead is not None:
-                    ahead.cancel()
+        ahead: _Ahead | None = _Ahead(self._fetch, None, self.thread_name)
+        while ahead is not None:
+            data = ahead.result()
+            ahead = None
+            pages += 1
+            tail = list_metadata_tail(data) if self.page_size > 0 else None
+            if tail is not None and tail.get("continue"):
+                ahead = _Ahead(self._fetch, str(tail["continue"]), self.thread_name)
+            items = iter_list_items(data)
+            del data  # the generator decodes it to text and keeps only that
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration as end:
+                    meta = end.value or {}
+                    break
+                keys.add(key_of(item))
+                self.listed(item)
+                del item
+            del items
+            if tail is None and meta.get("continue"):
+                ahead = _Ahead(self._fetch, str(meta["continue"]), self.thread_name)
         log.info(
             "%s list: %d objects in %d pages, %.1f s",
             self.what,
