@@ -100,7 +100,7 @@ class Features:
             elements = _elements(body, f"attributes.{name}")
             if not isinstance(elements, Mapping):
                 raise FeatureFormatError(f"attributes.{name}.elements: expected a mapping")
-            out.attributes[name] = {str(k): _scalar(v) for k, v in elements.items()}
+            out.attributes[name] = _scalars(elements)
         for name, body in _sets(data, "instances"):
             elements = _elements(body, f"instances.{name}")
             if not isinstance(elements, list):
@@ -114,7 +114,7 @@ class Features:
                     raise FeatureFormatError(
                         f"instances.{name}.elements[{n}].attributes: expected a mapping"
                     )
-                insts.append({str(k): _scalar(v) for k, v in attrs.items()})
+                insts.append(_scalars(attrs))
             out.instances[name] = insts
         return out
 
@@ -133,6 +133,14 @@ def _elements(body: Any, where: str) -> Any:
         raise FeatureFormatError(f"{where}: expected a mapping with 'elements'")
     elements = body.get("elements")
     return {} if elements is None else elements
+
+
+def _scalars(elements: Mapping[Any, Any]) -> dict[str, str]:
+    # Parsed JSON has string keys and, nearly always, string values: then a plain copy
+    # (a NodeFeature's kernel.config alone has thousands of elements).
+    if all(type(k) is str and type(v) is str for k, v in elements.items()):
+        return dict(elements)
+    return {str(k): _scalar(v) for k, v in elements.items()}
 
 
 def _scalar(value: Any) -> str:

@@ -22,7 +22,6 @@ costs one evaluation over every node. A node deleted leaves every group at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 from nfd._proto import v1alpha1_pb2
 from nfd.features import Features
+from nfd.master.watch import Key, ListWatcher, key_of
 from nfd.wire import features_from_proto
 
 log = logging.getLogger("nfd-master")
@@ -252,11 +252,15 @@ def status_body(nodes: list[str]) -> dict[str, Any]:
     return {"status": {"nodes": [{"name": n} for n in nodes]}}
 
 
-class NodeFeatureGroupWatcher:
+class NodeFeatureGroupWatcher(ListWatcher):
     """A list and watch of the NodeFeatureGroups in ``namespace`` into ``groups``, and the
     writer of their ``status.nodes``: only while ``leading()`` and once ``ready()`` (every
     Node and NodeFeature listed, so no member is missing only because it is not known yet).
     """
+
+    what = "NodeFeatureGroup"
+    thread_name = "nfd-group-watch"
+    optional = True
 
     def __init__(
         self,
@@ -272,89 +276,43 @@ class NodeFeatureGroupWatcher:
     ) -> None:
         from kubernetes import client
 
+        super().__init__(watch_seconds=watch_seconds)
         self.api: Any = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self.unknown_grace = unknown_grace
         self.groups = groups
         self.leading, self.ready = leading, ready
         self.on_write = on_write or (lambda: None)
-        self.watch_seconds = watch_seconds
-        self._stop = threading.Event()
-        self.synced = threading.Event()
         self.writes = 0
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="nfd-group-watch", daemon=True).start()
+        super().start()
         threading.Thread(target=self._write_loop, name="nfd-group-status", daemon=True).start()
 
     def stop(self) -> None:
-        self._stop.set()
+        super().stop()
         self.groups.changed.set()
 
     # -- watch --------------------------------------------------------------------------
 
-    def relist(self) -> str:
-        body = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
-        names = set()
-        for item in body.get("items") or []:
-            names.add(str((item.get("metadata") or {}).get("name") or ""))
-            self.groups.set_group(item)
-        self.groups.retain(names)
+    def request(self, **kwargs: Any) -> Any:
+        return self.api.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, **kwargs
+        )
+
+    def listed(self, obj: dict[str, Any]) -> None:
+        self.groups.set_group(obj)
+
+    def relisted(self, keys: set[Key], first: bool) -> None:
+        self.groups.retain({name for _, name in keys})
         self.synced.set()
         self.groups.changed.set()
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
-    def watch_from(self, version: str) -> str | None:
-        from kubernetes.watch.watch import iter_resp_lines
-
-        resp = self.api.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.namespace,
-            PLURAL,
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self.watch_seconds,
-            _preload_content=False,
-        )
-        try:
-            for line in iter_resp_lines(resp):
-                if self._stop.is_set():
-                    return version
-                if not line:
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    return None
-                meta = obj.get("metadata") or {}
-                version = str(meta.get("resourceVersion") or version)
-                if kind in ("ADDED", "MODIFIED"):
-                    self.groups.set_group(obj)
-                elif kind == "DELETED":
-                    self.groups.remove_group(str(meta.get("name") or ""))
-        finally:
-            resp.release_conn()
-        return version
-
-    def _run(self) -> None:
-        version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    version = self.relist()
-                version = self.watch_from(version)
-            except Exception as err:  # noqa: BLE001 - CRD missing, API down: keep trying
-                code = getattr(err, "status", None)
-                if code == 404:
-                    if not self.synced.is_set():
-                        log.warning("NodeFeatureGroup CRD not installed: no groups yet")
-                    self.synced.set()
-                elif code != 410:
-                    log.warning("NodeFeatureGroup watch: %s (retrying)", err)
-                version = None
-                self._stop.wait(2.0 if code != 410 else 0.0)
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self.groups.remove_group(key_of(obj)[1])
+        else:
+            self.groups.set_group(obj)
 
     # -- status writes ----------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from nfd.labels import node_name_error
 from nfd.master.patch import Op, Owned, annotation_ns, compute_patch, parse_owned, split_patch
 from nfd.master.policy import Desired, is_gpu_marking_label
 from nfd.master.queue import NodeGone, Permanent
+from nfd.master.watch import Key, ListWatcher
 
 log = logging.getLogger("nfd-master")
 
@@ -237,15 +237,21 @@ class NodeUpdater:
         raise RuntimeError(f"node {name}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
 
 
-class NodeWatcher:
+class NodeWatcher(ListWatcher):
     """Which Nodes exist: a metadata-only list and watch of Nodes.
 
     The master keeps per-node state only for Nodes that exist, so made-up names cost
     nothing and a deleted Node's state goes with it. Metadata only because at 10,000
     nodes the full objects are ~10x larger and change with every status report; the
     names alone are ~1 MB. ``on_sync(names)`` after every (re)list, ``on_added`` and
-    ``on_deleted`` per watch event.
+    ``on_deleted`` per watch event. The watch resumes from the last version seen: at
+    10,000 nodes a relist every few minutes would parse ~80 MB of metadata each time.
     """
+
+    what = "Node"
+    thread_name = "nfd-node-watch"
+    list_accept = METADATA_LIST
+    watch_accept = METADATA_WATCH
 
     def __init__(
         self,
@@ -259,96 +265,37 @@ class NodeWatcher:
     ) -> None:
         from kubernetes import client
 
+        super().__init__(page_size=500, watch_seconds=watch_seconds)
         self.core: Any = client.CoreV1Api(api_client)
         self.on_sync, self.on_added, self.on_deleted = on_sync, on_added, on_deleted
-        self.watch_seconds = watch_seconds
         # Upstream v0.19's nfd-master ClusterRole grants list but not watch on nodes: with
         # the watch forbidden (403) the Nodes are listed this often instead.
         self.list_only_seconds = list_only_seconds
         self.list_only = False
-        self.synced = threading.Event()
-        self._stop = threading.Event()
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="nfd-node-watch", daemon=True).start()
+    def request(self, **kwargs: Any) -> Any:
+        return self.core.list_node(**kwargs)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def relisted(self, keys: set[Key], first: bool) -> None:
+        self.on_sync({name for _, name in keys})
 
-    def list_names(self) -> tuple[set[str], str]:
-        names: set[str] = set()
-        cont = None
-        while True:
-            resp = self.core.list_node(
-                limit=500,
-                _continue=cont,
-                _preload_content=False,
-                _headers={"Accept": METADATA_LIST},
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        if kind == "ADDED":
+            self.on_added(name)
+        elif kind == "DELETED":
+            self.on_deleted(name)
+
+    def failed(self, err: BaseException, code: int | None, listed: bool) -> float:
+        if not (listed and code == 403):
+            return super().failed(err, code, listed)
+        # Listed, but not allowed to watch: list again now and then.
+        if not self.list_only:
+            log.warning(
+                "Node watch forbidden (403; the RBAC grants list, not watch, on "
+                "nodes, as upstream v0.19's nfd-master ClusterRole): listing "
+                "Nodes every %.0fs instead",
+                self.list_only_seconds,
             )
-            body = json.loads(resp.data)
-            for item in body.get("items") or []:
-                names.add((item.get("metadata") or {}).get("name", ""))
-            meta = body.get("metadata") or {}
-            cont = meta.get("continue")
-            if not cont:
-                return names, str(meta.get("resourceVersion") or "")
-
-    def watch_from(self, version: str) -> str | None:
-        """Apply Node events from ``version`` until the server ends the watch; the
-        version to resume from, or None when it expired (410) and a list is needed."""
-        from kubernetes.watch.watch import iter_resp_lines
-
-        resp = self.core.list_node(
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self.watch_seconds,
-            _preload_content=False,
-            _headers={"Accept": METADATA_WATCH},
-        )
-        try:
-            for line in iter_resp_lines(resp):
-                if self._stop.is_set() or not line:
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    return None
-                meta = obj.get("metadata") or {}
-                version = str(meta.get("resourceVersion") or version)
-                if kind == "ADDED":
-                    self.on_added(meta.get("name", ""))
-                elif kind == "DELETED":
-                    self.on_deleted(meta.get("name", ""))
-        finally:
-            resp.release_conn()
-        return version
-
-    def _run(self) -> None:
-        version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    names, version = self.list_names()
-                    self.on_sync(names)
-                    self.synced.set()
-                # Resumed from the last version seen: at 10,000 nodes a relist every few
-                # minutes would parse ~80 MB of metadata each time.
-                version = self.watch_from(version)
-            except Exception as err:  # noqa: BLE001 - API down: keep trying
-                if version is not None and api_status(err) == 403:
-                    # Listed, but not allowed to watch: list again now and then.
-                    if not self.list_only:
-                        log.warning(
-                            "Node watch forbidden (403; the RBAC grants list, not watch, on "
-                            "nodes, as upstream v0.19's nfd-master ClusterRole): listing "
-                            "Nodes every %.0fs instead",
-                            self.list_only_seconds,
-                        )
-                        self.list_only = True
-                    version = None
-                    self._stop.wait(self.list_only_seconds)
-                    continue
-                log.warning("Node watch: %s (retrying)", err)
-                version = None
-                self._stop.wait(2.0)
+            self.list_only = True
+        return self.list_only_seconds

@@ -27,13 +27,11 @@ objects with kernel configs never exists as Python objects at once.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,6 +39,8 @@ from nfd import origins
 from nfd._proto import v1alpha1_pb2
 from nfd.features import FeatureFormatError, Features
 from nfd.master.policy import prefix_names
+from nfd.master.watch import Key, ListWatcher, key_of
+from nfd.master.watch import iter_list_items as iter_list_items  # re-exported
 from nfd.wire import features_to_proto
 
 log = logging.getLogger("nfd-master")
@@ -49,7 +49,6 @@ GROUP, VERSION, PLURAL = "nfd.k8s-sigs.io", "v1alpha1", "nodefeatures"
 NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
 # Upstream v0.19's informerPageSize default.
 DEFAULT_PAGE_SIZE = 200
-Key = tuple[str, str]  # (namespace, name)
 
 
 class NamespaceFilter(Protocol):
@@ -300,68 +299,16 @@ class NodeFeatureStore:
         return out
 
 
-def iter_list_items(text: str | bytes) -> Generator[dict[str, Any], None, dict[str, Any]]:
-    """The items of a Kubernetes list response, parsed one at a time; afterwards
-    ``.metadata`` of the generator's StopIteration value is the list's metadata.
-    A page of 200 NodeFeatures with kernel configs is ~30 MB of JSON, several times
-    that as Python objects: only one item is ever parsed at once."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    dec = json.JSONDecoder()
-    ws = re.compile(r"[ \t\n\r]*")
-    meta: dict[str, Any] = {}
-
-    def skip(pos: int) -> int:
-        m = ws.match(text, pos)
-        return m.end() if m else pos
-
-    def expect(pos: int, char: str) -> int:
-        pos = skip(pos)
-        if text[pos : pos + 1] != char:
-            raise ValueError(f"list response: expected {char!r} at offset {pos}")
-        return pos + 1
-
-    pos = expect(0, "{")
-    pos = skip(pos)
-    if text[pos : pos + 1] == "}":
-        return meta
-    while True:
-        key, pos = dec.raw_decode(text, skip(pos))
-        pos = expect(pos, ":")
-        pos = skip(pos)
-        if key == "items" and text[pos : pos + 1] == "[":
-            pos = skip(pos + 1)
-            if text[pos : pos + 1] == "]":
-                pos += 1
-            else:
-                while True:
-                    item, pos = dec.raw_decode(text, skip(pos))
-                    yield item
-                    del item
-                    pos = skip(pos)
-                    if text[pos : pos + 1] == ",":
-                        pos += 1
-                        continue
-                    pos = expect(pos, "]")
-                    break
-        else:
-            value, pos = dec.raw_decode(text, pos)
-            if key == "metadata" and isinstance(value, dict):
-                meta = value
-        pos = skip(pos)
-        if text[pos : pos + 1] == ",":
-            pos += 1
-            continue
-        expect(pos, "}")
-        return meta
-
-
-class NodeFeatureWatcher:
+class NodeFeatureWatcher(ListWatcher):
     """A paginated list (``page_size`` objects a page; 0: no pagination) and a watch of
     NodeFeature objects in all namespaces, resumed from the last resourceVersion when the
     server ends it, relisted only when that version expired (410). ``on_change(nodes)``
     gets the nodes whose merged input changed; ``on_sync(nodes, first)`` after every
     (re)list, with the nodes changed by it (all of them after the first list)."""
+
+    what = "NodeFeature"
+    thread_name = "nfd-nodefeature-watch"
+    optional = True
 
     def __init__(
         self,
@@ -375,119 +322,31 @@ class NodeFeatureWatcher:
     ) -> None:
         from kubernetes import client
 
+        super().__init__(page_size=page_size, watch_seconds=watch_seconds, synced=store.synced)
         self.api: Any = client.CustomObjectsApi(api_client)
         self.store = store
         self.on_change, self.on_sync = on_change, on_sync
-        self.page_size = page_size
-        self.watch_seconds = watch_seconds
-        self._stop = threading.Event()
-        self.lists = 0  # completed (re)lists, for tests
+        self._list_changed: set[str] = set()
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="nfd-nodefeature-watch", daemon=True).start()
+    def request(self, **kwargs: Any) -> Any:
+        return self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def listed(self, obj: dict[str, Any]) -> None:
+        self._list_changed |= self.store.upsert(obj)
 
-    def relist(self) -> str:
-        """List every object (page by page) into the store; the list's resourceVersion."""
-        seen: set[Key] = set()
-        changed: set[str] = set()
-        cont = None
-        while True:
-            kwargs: dict[str, Any] = {"_preload_content": False}
-            if self.page_size > 0:
-                kwargs["limit"] = self.page_size
-            if cont:
-                kwargs["_continue"] = cont
-            resp = self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-            text = resp.data.decode("utf-8")
-            resp.release_conn()
-            del resp  # its bytes: only the text is needed from here
-            items = iter_list_items(text)
-            while True:
-                try:
-                    item = next(items)
-                except StopIteration as end:
-                    meta = end.value or {}
-                    break
-                m = item.get("metadata") or {}
-                seen.add((str(m.get("namespace") or ""), str(m.get("name") or "")))
-                changed |= self.store.upsert(item)
-                del item
-            del text, items
-            cont = meta.get("continue")
-            if not cont:
-                break
-        changed |= self.store.retain(seen)
-        first = not self.store.synced.is_set()
+    def relisted(self, keys: set[Key], first: bool) -> None:
+        changed, self._list_changed = self._list_changed, set()
+        changed |= self.store.retain(keys)
         self.store.synced.set()
-        self.lists += 1
         self.on_sync(self.store.nodes() | changed if first else changed, first)
-        return str(meta.get("resourceVersion") or "")
 
-    def watch_from(self, version: str) -> str | None:
-        """Apply events from ``version`` until the server ends the watch; the version to
-        resume from, or None when it expired (410) and a relist is needed."""
-        from kubernetes.watch.watch import iter_resp_lines
-
-        resp = self.api.list_cluster_custom_object(
-            GROUP,
-            VERSION,
-            PLURAL,
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self.watch_seconds,
-            _preload_content=False,
-        )
-        try:
-            for line in iter_resp_lines(resp):
-                if self._stop.is_set():
-                    return version
-                if not line:
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                del event
-                if kind == "ERROR":
-                    return None
-                meta = obj.get("metadata") or {}
-                version = str(meta.get("resourceVersion") or version)
-                key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-                if kind in ("ADDED", "MODIFIED"):
-                    changed = self.store.upsert(obj)
-                elif kind == "DELETED":
-                    changed = self.store.remove(key)
-                else:  # BOOKMARK
-                    continue
-                del obj
-                if changed:
-                    self.on_change(changed)
-        finally:
-            resp.release_conn()
-        return version
-
-    def _run(self) -> None:
-        version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    version = self.relist()
-                version = self.watch_from(version)
-            except Exception as err:  # noqa: BLE001 - CRD missing, API down: keep trying
-                code = getattr(err, "status", None)
-                if code == 404:
-                    if not self.store.synced.is_set():
-                        log.warning("NodeFeature CRD not installed: no NodeFeature input yet")
-                        self.store.synced.set()
-                        self.on_sync(set(), True)
-                elif code == 410:
-                    log.info("NodeFeature list or watch expired (410): listing again")
-                else:
-                    log.warning("NodeFeature watch: %s (retrying)", err)
-                version = None
-                self._stop.wait(2.0 if code != 410 else 0.0)
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            nodes = self.store.remove(key_of(obj))
+        else:
+            nodes = self.store.upsert(obj)
+        if nodes:
+            self.on_change(nodes)
 
 
 class NodeFeatureGC:
