@@ -409,6 +409,69 @@ class GrpcLoad:
         self.thread.join(30)
 
 
+class GrpcLoadProcess:
+    """GrpcLoad in a child process, driven by lines on its stdin (``change NODE VALUE``,
+    ``resend NODE``): this process forks the control plane's components again (API server
+    restart), which a process running gRPC's threads must not do."""
+
+    kind = GrpcLoad.kind
+
+    def __init__(
+        self, address: str, names: list[str], spec: dict[str, Any], time_limit: float, work: Path
+    ) -> None:
+        spec_file = work / "grpc-load-spec.json"
+        spec_file.write_text(json.dumps({"spec": spec, "names": names}))
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "bench.bench_scale", "--grpc-load", address, str(spec_file)]
+            + [f"--limit={time_limit}"],
+            stdin=subprocess.PIPE,
+            cwd=nfs.REPO,
+            text=True,
+        )
+        self.lock = threading.Lock()
+
+    def _say(self, line: str) -> None:
+        assert self.popen.stdin is not None
+        with self.lock:
+            self.popen.stdin.write(line + "\n")
+            self.popen.stdin.flush()
+
+    def change(self, node: str, value: str, sent: dict[tuple[str, str], float]) -> None:
+        sent[(node, value)] = time.monotonic()
+        self._say(f"change {node} {value}")
+
+    def resend(self, node: str) -> None:
+        self._say(f"resend {node}")
+
+    def close(self) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+        try:
+            self.popen.wait(40)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def grpc_load_main(address: str, spec_file: Path, limit: float) -> None:
+    """The child of GrpcLoadProcess: runs until its stdin closes or the time limit."""
+    doc = json.loads(spec_file.read_text())
+    load = GrpcLoad(address, doc["names"], doc["spec"], time_limit=limit)
+    sent: dict[tuple[str, str], float] = {}
+    for line in sys.stdin:
+        words = line.split()
+        if words[:1] == ["change"] and len(words) == 3:
+            load.change(words[1], words[2], sent)
+        elif words[:1] == ["resend"] and len(words) == 2:
+            load.resend(words[1])
+    load.close()
+    print(
+        f"grpc-load: {load.sent} updates sent, {load.acks} acks ({load.unchanged_acks} "
+        f"unchanged), {load.reconnects} reconnects",
+        flush=True,
+    )
+
+
 # ---------------------------------------------------------------------------------- master
 
 
@@ -515,6 +578,8 @@ class SideFigures:
     rss_last: float = 0.0
     rss_max: float = 0.0
     churn_s: float = 0.0
+    churn_cpu_s: float = 0.0
+    churn_api_cpu_s: float = 0.0
     removals: dict[str, int] = field(default_factory=dict)
     back_s: dict[str, float | None] = field(default_factory=dict)
     action_s: dict[str, float] = field(default_factory=dict)
@@ -564,6 +629,8 @@ class Run:
         a = self.args
         sent: dict[tuple[str, str], float] = {}
         before = nfs.request_counts(self.api)
+        apiserver = self.plane.pids()["kube-apiserver"]
+        cpu0, api_cpu0 = master.sampler.cpu_s, nfs._cpu(apiserver)
         t0 = time.monotonic()
         for period in range(a.churn_periods):
             start = t0 + period * a.churn_period
@@ -578,6 +645,8 @@ class Run:
         fig.changes, fig.changes_seen = len(sent), len(lat)
         fig.lat_p50, fig.lat_p99 = _pct(lat, 0.5), _pct(lat, 0.99)
         fig.churn_writes = node_writes(before, mid)
+        fig.churn_cpu_s = master.sampler.cpu_s - cpu0
+        fig.churn_api_cpu_s = nfs._cpu(apiserver) - api_cpu0
         # One period of unchanged resends.
         r0 = time.monotonic()
         for j, node in enumerate(self.pick(self.k)):
@@ -640,8 +709,8 @@ class Run:
         try:
             if side == "ours-grpc":
                 time.sleep(1.0)
-                load = GrpcLoad(
-                    f"127.0.0.1:{grpc_port}", self.names, self.spec, time_limit=a.limit * 8
+                load = GrpcLoadProcess(
+                    f"127.0.0.1:{grpc_port}", self.names, self.spec, a.limit * 8, self.work
                 )
             fig.load = load.kind
 
@@ -676,7 +745,8 @@ class Run:
                 master.stop()
                 master = Master(argv, log, self.names[0])
 
-            self.scenario(fig, "master restart", restart_master, load)
+            if a.restarts:
+                self.scenario(fig, "master restart", restart_master, load)
 
             def restart_apiserver() -> Counter[tuple[str, str]]:
                 counts = nfs.request_counts(self.api)
@@ -686,11 +756,12 @@ class Run:
                     load.api = self.api
                 return counts
 
-            self.scenario(fig, "apiserver restart", restart_apiserver, load)
+            if a.restarts:
+                self.scenario(fig, "apiserver restart", restart_apiserver, load)
         finally:
-            master.stop()
             if load is not None:
                 load.close()
+            master.stop()
         if side != "ours-grpc" and a.leader:
             self.leader(fig, side)
         return fig
@@ -742,6 +813,12 @@ class Run:
                 m.stop()
             load.close()
 
+    def report(self, figs: list[SideFigures]) -> None:
+        section = render(self, figs)
+        print(section, flush=True)
+        if not self.args.no_write:
+            write_results(section, self.args.nodes)
+
     def run(self) -> list[SideFigures]:
         from tests.kube.controlplane import ControlPlane
 
@@ -769,9 +846,11 @@ class Run:
             print(f"scale: {a.nodes} Nodes and objects in {self.setup_s:.0f} s", flush=True)
             self.load_avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
             self.watch = ClusterWatch(self.plane.server, self.plane.token, self.ca)
-            out = []
+            out: list[SideFigures] = []
             for i, side in enumerate(a.sides):
                 out.append(self.side(side, fresh_nodes=i > 0))
+                if i + 1 < len(a.sides):
+                    self.report(out)  # a long run that is cut short keeps what it measured
             self.watch.stop()
             return out
         finally:
@@ -838,6 +917,14 @@ def render(run: Run, figs: list[SideFigures]) -> str:
         row("churn: label latency p50", lambda f: _s(f.lat_p50, " s", ".2f")),
         row("churn: label latency p99", lambda f: _s(f.lat_p99, " s", ".2f")),
         row("churn: Node writes per change", per_change),
+        row(
+            "churn: CPU s per change, master / kube-apiserver",
+            lambda f: (
+                f"{f.churn_cpu_s / f.changes:.3f} / {f.churn_api_cpu_s / f.changes:.3f}"
+                if f.changes
+                else ""
+            ),
+        ),
         row("unchanged resends: Node writes", lambda f: f"{f.resend_writes} for {f.resends}"),
         row(
             "churn: master RSS first -> last quarter (max)",
@@ -887,7 +974,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--churn-periods", type=int, default=2)
     p.add_argument("--churn-fraction", type=float, default=0.05, help="the issue: 0.01")
     p.add_argument("--limit", type=float, default=None, help="seconds per phase (default: scaled)")
-    p.add_argument("--no-leader", dest="leader", action="store_false")
+    p.add_argument("--no-leader", dest="leader", action="store_false", help="skip failover")
+    p.add_argument("--no-restarts", dest="restarts", action="store_false", help="skip the restarts")
     p.add_argument("--watch-cache", choices=("on", "off", "auto"), default="auto")
     p.add_argument("--no-write", action="store_true", help="print, do not touch results.md")
     args = p.parse_args(argv)
@@ -907,14 +995,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse(argv if argv is not None else [])
+    argv = argv if argv is not None else []
+    if argv[:1] == ["--grpc-load"]:
+        p = argparse.ArgumentParser(prog="bench_scale --grpc-load")
+        p.add_argument("--grpc-load", metavar="HOST:PORT", required=True)
+        p.add_argument("spec", type=Path)
+        p.add_argument("--limit", type=float, required=True)
+        child = p.parse_args(argv)
+        grpc_load_main(child.grpc_load, child.spec, child.limit)
+        return
+    args = parse(argv)
     with tempfile.TemporaryDirectory(prefix="nfscale.") as tmp:
         run = Run(args, Path(tmp))
-        figs = run.run()
-    section = render(run, figs)
-    print(section)
-    if not args.no_write:
-        write_results(section, args.nodes)
+        run.report(run.run())
 
 
 if __name__ == "__main__":
