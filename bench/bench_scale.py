@@ -30,8 +30,9 @@ Phases, one watch over all Nodes throughout (it counts every removal of a
    holder SIGKILLed, the time until probe changes show, removals.
 
 Bounded: N <= 20,000, time limits per phase, loopback only; it stops by itself and removes
-its control plane. ``make bench`` runs a small size (N=100, 5 s periods); the issue's
-run: ``python -m bench.bench_scale --nodes 10000 --churn-period 60 --churn-fraction 0.01``.
+its control plane. ``make bench`` runs a small size (N=100, 5 s periods of 5 %); from
+1,000 nodes on the defaults are the issue's (60 s periods of 1 %): ``SCALE=10000 make
+bench`` or ``python -m bench.bench_scale --nodes 10000``.
 Writes (replaces) its section for that N in bench/results.md.
 """
 
@@ -970,9 +971,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=int, default=int(os.environ.get("SCALE") or 100))
     p.add_argument("--sides", default=",".join(SIDES))
-    p.add_argument("--churn-period", type=float, default=5.0, help="seconds (the issue: 60)")
+    p.add_argument(
+        "--churn-period",
+        type=float,
+        default=None,
+        help="seconds (default: the issue's 60 from 1,000 nodes on, else 5)",
+    )
     p.add_argument("--churn-periods", type=int, default=2)
-    p.add_argument("--churn-fraction", type=float, default=0.05, help="the issue: 0.01")
+    p.add_argument(
+        "--churn-fraction",
+        type=float,
+        default=None,
+        help="nodes changing per period (default: the issue's 0.01 from 1,000 nodes on, else 0.05)",
+    )
     p.add_argument("--limit", type=float, default=None, help="seconds per phase (default: scaled)")
     p.add_argument("--no-leader", dest="leader", action="store_false", help="skip failover")
     p.add_argument("--no-restarts", dest="restarts", action="store_false", help="skip the restarts")
@@ -984,6 +995,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.sides = [s for s in args.sides.split(",") if s]
     if not args.sides or any(s not in SIDES for s in args.sides):
         raise SystemExit(f"--sides: a comma list of {', '.join(SIDES)}")
+    large = args.nodes >= 1000
+    if args.churn_period is None:
+        args.churn_period = 60.0 if large else 5.0
+    if args.churn_fraction is None:
+        args.churn_fraction = 0.01 if large else 0.05
     if not 0 < args.churn_fraction <= 1 or args.churn_period <= 0 or args.churn_periods < 1:
         raise SystemExit("--churn-fraction in (0, 1], --churn-period > 0, --churn-periods >= 1")
     args.watch_cache = args.watch_cache == "on" or (

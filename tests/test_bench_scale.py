@@ -86,3 +86,10 @@ def test_sections_are_replaced_per_n_and_the_rest_kept(tmp_path: Path) -> None:
     text = results.read_text()
     assert text.startswith("# head\n") and "new" in text and "old" not in text
     assert "seven" in text
+
+
+def test_churn_defaults_are_the_issues_from_1000_nodes() -> None:
+    small, large = parse(["--nodes", "100"]), parse(["--nodes", "1000"])
+    assert (small.churn_period, small.churn_fraction) == (5.0, 0.05)
+    assert (large.churn_period, large.churn_fraction) == (60.0, 0.01)
+    assert parse(["--nodes", "1000", "--churn-period", "7"]).churn_period == 7.0
