@@ -93,3 +93,11 @@ def test_churn_defaults_are_the_issues_from_1000_nodes() -> None:
     assert (small.churn_period, small.churn_fraction) == (5.0, 0.05)
     assert (large.churn_period, large.churn_fraction) == (60.0, 0.01)
     assert parse(["--nodes", "1000", "--churn-period", "7"]).churn_period == 7.0
+
+
+def test_restarts_can_be_limited_to_some_sides() -> None:
+    assert parse([]).restarts == ["upstream", "ours", "ours-grpc"]
+    assert parse(["--no-restarts"]).restarts == []
+    assert parse(["--restart-sides", "ours-grpc"]).restarts == ["ours-grpc"]
+    with pytest.raises(SystemExit, match="--restart-sides"):
+        parse(["--restart-sides", "mine"])
