@@ -101,3 +101,18 @@ def test_restarts_can_be_limited_to_some_sides() -> None:
     assert parse(["--restart-sides", "ours-grpc"]).restarts == ["ours-grpc"]
     with pytest.raises(SystemExit, match="--restart-sides"):
         parse(["--restart-sides", "mine"])
+
+
+def test_report_shows_sides_that_skipped_a_scenario_as_not_run(tmp_path: Path) -> None:
+    run = bench_scale.Run(parse(["--nodes", "10"]), tmp_path)
+    run.load_avg = "0 0 0"
+    done = bench_scale.SideFigures("ours-grpc", "gRPC", ["/x/nfd-master", "--kubeconfig=/k"])
+    done.cold_s, done.changes, done.changes_seen, done.churn_writes = 2.0, 4, 4, 4
+    done.lat_p50 = done.lat_p99 = 0.02
+    done.back_s["master restart"], done.action_s["master restart"] = 1.5, 0.5
+    skipped = bench_scale.SideFigures("ours", "NodeFeature", ["/x/nfd-master"])
+    text = bench_scale.render(run, [done, skipped])
+    assert "| cold start: every Node labelled | 2.0 s | not reached |" in text
+    assert "| churn: Node writes per change | 1.00 |  |" in text
+    assert "0.5 s / 1.5 s / 0 /" in text and "| not run |" in text
+    assert "kubeconfig" not in text
