@@ -79,12 +79,17 @@ class Api:
         )
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        r = self.pool.request(method, path, body=body, headers=self.headers, retries=False)
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = ""
+    ) -> tuple[int, bytes]:
+        headers = {**self.headers, "Content-Type": content_type} if content_type else self.headers
+        r = self.pool.request(method, path, body=body, headers=headers, retries=False)
         return r.status, r.data
 
-    def ok(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        status, data = self.request(method, path, body)
+    def ok(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = ""
+    ) -> bytes:
+        status, data = self.request(method, path, body, content_type)
         if status >= 300:
             raise RuntimeError(f"{method} {path}: {status} {data[:500]!r}")
         return data
