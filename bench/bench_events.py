@@ -17,7 +17,6 @@ import os
 import queue
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from tests.kube.controlplane import free_port
 from tests.worker.harness import (
     NodeLabelWatcher,
     WorkerProcess,
@@ -57,12 +57,6 @@ def report(name: str, seconds: list[float], target: str = "") -> None:
     p99 = percentile(seconds, 99) * 1000
     suffix = f"  (target {target})" if target else ""
     print(f"{name}: median {median:.0f} ms, p99 {p99:.0f} ms, n={len(seconds)}{suffix}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def local_args(work: Path, features: Path, *extra: str) -> list[str]:

@@ -104,10 +104,23 @@ def find_binaries() -> Binaries:
 
 
 def free_port() -> int:
-    """A currently free loopback port (the usual bind-to-0 trick; racy but fine for tests)."""
+    """A currently free port (the usual bind-to-0 trick; racy but fine for tests).
+
+    Free on IPv4 and IPv6 alike where the host has both: a server that binds "[::]"
+    falls back to IPv4 only, silently, when another process holds the port there on
+    IPv4 alone, and a client dialling "localhost" then gets refused on ::1."""
+    if socket.has_ipv6:
+        try:
+            with socket.socket(socket.AF_INET6) as sock:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(("::", 0))
+                port: int = sock.getsockname()[1]
+                return port
+        except OSError:
+            pass  # no IPv6 on this host
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+        port = sock.getsockname()[1]
         return port
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.kube.controlplane import free_port
 from tests.worker.harness import (
     REPO_ROOT,
     WorkerProcess,
@@ -350,12 +351,6 @@ def test_signals_give_a_clean_exit(config_file: Path, signum: signal.Signals) ->
         assert "Traceback" not in worker.stderr()
     finally:
         worker.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_metrics_and_healthz(config_file: Path) -> None:
