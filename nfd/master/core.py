@@ -3,9 +3,9 @@
 ``handle_update`` is called for every SetLabels call and every stream Update. It
 short-circuits unchanged resends (digest of the request), otherwise applies
 NodeFeatureRules and the label policy, and queues the node for writing. Per node the
-master keeps only a digest, a zlib-compressed copy of the last request (to
-re-evaluate rules without the worker) and a few flags: never the parsed features,
-so 5,000 nodes fit in little memory.
+master keeps only a digest, a compressed copy of the last request (to re-evaluate
+rules without the worker; its feature sets shared with the nodes that have the same,
+nfd.master.packed) and a few flags: never the parsed features.
 
 State is bounded (docs in ``Master``): names are checked before anything is kept;
 with a Node watch (``set_known_nodes``) only Nodes that exist have state, and a
@@ -32,6 +32,7 @@ from nfd.gpu.marking import GPU_HARDWARE_FEATURES, features_show_nvidia_gpu
 from nfd.labels import node_name_error
 from nfd.master.metrics import MasterMetrics
 from nfd.master.nodefeatures import NodeFeatureStore, NodeInput, merge_features_into
+from nfd.master.packed import PARTS, PackedRequest
 from nfd.master.policy import (
     Desired,
     PolicyConfig,
@@ -116,7 +117,8 @@ class WorkItem:
 class _NodeState:
     digest: bytes = b""
     rules_generation: int = -1
-    blob: bytes = b""  # zlib(SetLabelsRequest) of the last changed request
+    # The last changed request, its feature sets shared with other nodes; None: none yet.
+    kept: PackedRequest | None = None
     fresh: bool = False  # holds the worker's current state (stream live or unary)
     rejections: bytes = b""  # digest of the rejections last logged for the node
     # nfd.origins.pack of the local labels' files and hooks the worker's last changed
@@ -335,16 +337,16 @@ class Master:
         for name, st in nodes:
             with self._node_lock(name):
                 nf = self._node_input(name)
-                if not st.blob and nf is None:
+                if st.kept is None and nf is None:
                     continue
                 labels: Mapping[str, str] = {}
                 features: v1alpha1_pb2.Features | None = None
-                if st.blob:
-                    req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
+                if st.kept is not None:
+                    req = st.kept.request()
                     labels, features = dict(req.labels), req.features
                 labels, features = _combine(labels, features, nf, self.policy.disable_auto_prefix)
                 # A node fed only by NodeFeature objects always has its complete input.
-                allow = st.fresh if st.blob else True
+                allow = st.fresh if st.kept is not None else True
                 self._process(name, labels, features, st, allow_remove=allow)
 
     # -- NodeFeature objects ---------------------------------------------------------
@@ -394,8 +396,8 @@ class Master:
                 return
             labels: Mapping[str, str] = {}
             features: v1alpha1_pb2.Features | None = None
-            if st is not None and st.blob:
-                req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(st.blob))
+            if st is not None and st.kept is not None:
+                req = st.kept.request()
                 labels, features = dict(req.labels), req.features
             labels, features = _combine(labels, features, nf, self.policy.disable_auto_prefix)
             if st is None:
@@ -404,7 +406,7 @@ class Master:
             # The worker's last complete state (if any) is part of the input, so only
             # what NodeFeature objects or rules no longer give can go.
             self._process(node, labels, features, st, allow_remove=True)
-            if nf is None and not st.blob:
+            if nf is None and st.kept is None:
                 with self._lock:
                     if self._nodes.get(node) is st:
                         del self._nodes[node]
@@ -535,15 +537,15 @@ class Master:
         store = self.node_features
         with self._lock:
             known = None if self._known is None else set(self._known)
-            blobs = {name: st.blob for name, st in self._nodes.items()}
-        names = set(blobs) | (store.nodes() if store is not None else set())
+            kept = {name: st.kept for name, st in self._nodes.items()}
+        names = set(kept) | (store.nodes() if store is not None else set())
         for name in sorted(names):
             if known is not None and name not in known:
                 continue
             features: v1alpha1_pb2.Features | None = None
-            blob = blobs.get(name)
-            if blob:
-                features = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob)).features
+            packed = kept.get(name)
+            if packed is not None:
+                features = packed.request().features
             _, features = _combine(
                 {}, features, self._node_input(name), self.policy.disable_auto_prefix
             )
@@ -614,8 +616,8 @@ class Master:
         if digest is None:
             digest = request_digest(labels, features)
             if local_origins is not None:
-                packed = origins.pack(*local_origins)
-                digest = hashlib.blake2b(digest + packed, digest_size=16).digest()
+                packed_origins = origins.pack(*local_origins)
+                digest = hashlib.blake2b(digest + packed_origins, digest_size=16).digest()
         with self._lock:
             unknown = self._known is not None and node not in self._known
             st = self._nodes.get(node)
@@ -635,17 +637,17 @@ class Master:
         if unchanged:
             self.metrics.patches_skipped.inc()
             return Result(unchanged=True)
-        req = labeler_pb2.SetLabelsRequest(node_name=node, labels=labels)
+        req = labeler_pb2.SetLabelsRequest(labels=labels)
         if features is not None:
             req.features.CopyFrom(features)
-        blob = zlib.compress(req.SerializeToString(), 1)
+        packed = PARTS.pack_request(req)
         del req
         kept = origins.pack(*local_origins) if local_origins is not None else b""
-        if len(blob) > self.budget.max_state_bytes:
+        if packed.size > self.budget.max_state_bytes:
             raise self._refuse(
                 "over-budget",
                 InvalidUpdate(
-                    f"update for node {node}: {len(blob)} bytes compressed, over the per-node "
+                    f"update for node {node}: {packed.size} bytes compressed, over the per-node "
                     f"state budget of {self.budget.max_state_bytes} bytes"
                 ),
                 large=True,
@@ -665,7 +667,7 @@ class Master:
                 st,
                 allow_remove=st.fresh,
                 digest=digest,
-                blob=blob,
+                packed=packed,
                 kept_origins=kept,
             )
 
@@ -678,7 +680,7 @@ class Master:
         *,
         allow_remove: bool,
         digest: bytes | None = None,
-        blob: bytes = b"",
+        packed: PackedRequest | None = None,
         groups: bool = True,
         kept_origins: bytes = b"",
     ) -> Result:
@@ -703,7 +705,7 @@ class Master:
         self._log_rejections(node, st, rejected)
         with self._lock:
             if digest is not None:
-                st.digest, st.blob, st.origins = digest, blob, kept_origins
+                st.digest, st.kept, st.origins = digest, packed, kept_origins
             st.rules_generation = generation
         self.submit(node, WorkItem(desired, allow_remove))
         if self.groups is not None and groups:
@@ -822,18 +824,18 @@ class Master:
 
         with self._lock:
             st = self._nodes.get(node)
-            blob = st.blob if st is not None else b""
+            packed = st.kept if st is not None else None
             kept = st.origins if st is not None else b""
             rules, policy = list(self._rules), self.policy
             blown = {key for key, rep in self._rule_reports.items() if rep.blown}
         store = self.node_features
         nf = self._node_input(node)
-        if not blob and nf is None:
+        if packed is None and nf is None:
             return None
         grpc_labels: dict[str, str] = {}
         grpc_features: v1alpha1_pb2.Features | None = None
-        if blob:
-            req = labeler_pb2.SetLabelsRequest.FromString(zlib.decompress(blob))
+        if packed is not None:
+            req = packed.request()
             grpc_labels = dict(req.labels)
             grpc_features = req.features if req.HasField("features") else None
         labels, features = _combine(grpc_labels, grpc_features, nf, policy.disable_auto_prefix)

@@ -17,9 +17,10 @@ one input, as upstream v0.19 does:
   selects are merged (the master's own namespace is not special, as upstream); the
   others are kept (for the GC and a later change of the selection) but give nothing.
 
-Memory: per object only its node, its namespace/name, its labels and its features as a
-zlib-compressed v1alpha1.Features protobuf are kept, never the object (no
-managedFields, no metadata); upstream #2022 is a master whose memory is its cache of
+Memory: per object only its node, its namespace/name, its labels and its features as
+compressed v1alpha1.Features parts are kept, never the object (no managedFields, no
+metadata); labels and feature sets equal to another object's are held once
+(nfd.master.packed); upstream #2022 is a master whose memory is its cache of
 whole NodeFeature objects. List pages are parsed one item at a time, so a page of 200
 objects with kernel configs never exists as Python objects at once.
 """
@@ -30,7 +31,6 @@ import hashlib
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from nfd import origins
 from nfd._proto import v1alpha1_pb2
 from nfd.features import FeatureFormatError, Features
+from nfd.master.packed import PARTS, Part, unpack_features
 from nfd.master.policy import prefix_names
 from nfd.master.watch import Key, ListWatcher, key_of
 from nfd.master.watch import iter_list_items as iter_list_items  # re-exported
@@ -70,8 +71,8 @@ class NodeInput:
 @dataclass(slots=True)
 class _Obj:
     node: str  # "" when the object has no node-name label
-    labels: dict[str, str]
-    blob: bytes  # zlib(v1alpha1.Features)
+    labels: Mapping[str, str]  # shared with the objects that give the same (never changed)
+    features: tuple[Part, ...]  # one per feature set, shared likewise (nfd.master.packed)
     digest: bytes
     ok: bool = True  # False: refused (bad spec, over budget), kept only for the GC
     origins: bytes = b""  # nfd.origins.pack of our worker's local-origins annotation
@@ -109,11 +110,11 @@ def spec_of(
     return labels, features_to_proto(features)
 
 
-def _digest(labels: Mapping[str, str], blob: bytes) -> bytes:
+def _digest(labels: Mapping[str, str], features: bytes) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     for k, v in sorted(labels.items()):
         h.update(f"{k}\0{v}\1".encode())
-    h.update(blob)
+    h.update(features)
     return h.digest()
 
 
@@ -219,7 +220,7 @@ class NodeFeatureStore:
         for key, o in objs:
             if not self.deny_third_party_labels or key == own:
                 labels.update(o.labels)
-            merge_features_into(features, v1alpha1_pb2.Features.FromString(zlib.decompress(o.blob)))
+            merge_features_into(features, unpack_features(o.features))
         return NodeInput(labels, features)
 
     def local_origins(self, key: Key) -> tuple[origins.Origins, int] | None:
@@ -251,17 +252,24 @@ class NodeFeatureStore:
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         node = str((meta.get("labels") or {}).get(NODE_NAME_LABEL) or "")
         if not node:
-            return self._put(key, _Obj("", {}, b"", b""))
+            return self._put(key, _Obj("", {}, (), b""))
         try:
             labels, features = spec_of(obj, self.disable_auto_prefix)
             if self.check is not None:
                 self.check(node, labels, features)
         except ValueError as err:
             log.error("NodeFeature %s/%s: %s (object ignored)", key[0], key[1], err)
-            return self._put(key, _Obj(node, {}, b"", b"!", ok=False))
-        blob = zlib.compress(features.SerializeToString(deterministic=True), 1)
+            return self._put(key, _Obj(node, {}, (), b"!", ok=False))
         kept = _origins_of(key, meta)
-        return self._put(key, _Obj(node, labels, blob, _digest(labels, blob + kept), origins=kept))
+        digest = _digest(labels, features.SerializeToString(deterministic=True) + kept)
+        with self._lock:
+            old = self._objs.get(key)
+        if old is not None and old.node == node and old.digest == digest:
+            return set()  # a resend: nothing to pack
+        entry = _Obj(
+            node, PARTS.labels(labels), PARTS.pack_features(features), digest, origins=kept
+        )
+        return self._put(key, entry)
 
     def _put(self, key: Key, new: _Obj) -> set[str]:
         with self._lock:

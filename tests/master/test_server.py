@@ -69,7 +69,8 @@ def test_upstream_labeler_bytes_decode(running_master: RunningMaster) -> None:
     assert node == "node-a"
     assert item.desired.labels == {f"{FNK}/cpu-cpuid.AVX": "true"}
     st = running_master.master._nodes["node-a"]
-    req = labeler_pb2.SetLabelsRequest.FromString(__import__("zlib").decompress(st.blob))
+    assert st.kept is not None
+    req = st.kept.request()
     assert dict(req.features.vattributes["kernel.version"].elements) == {"major": "6"}
     assert set(req.features.flags["cpu.cpuid"].elements) == {"AVX"}
 
